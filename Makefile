@@ -1,0 +1,47 @@
+# SegAnyPET Studio: `make run` (embedded demo) and `make test` (whole suite, both modes).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+HOST ?= 127.0.0.1
+PORT ?= 8000
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/seganypet
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+PYTEST_ARGS ?=
+
+.PHONY: run test install frontend test-services test-embedded lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+frontend:
+	@if [ -f frontend/package.json ]; then cd frontend && npm ci --no-audit --no-fund && npm run build; fi
+
+run: install frontend
+	DEBUG=true $(PY) manage.py migrate --noinput
+	DEBUG=true $(PY) manage.py collectstatic --noinput -v0
+	DEBUG=true $(PY) manage.py seed_demo
+	@echo "Open http://$(HOST):$(PORT)/ and sign in with a demo user above."
+	DEBUG=true $(VENV)/bin/daphne -b $(HOST) -p $(PORT) backend.asgi:application
+
+# The whole suite runs against PostgreSQL + Redis, then again in the embedded mode.
+test: install frontend test-services test-embedded
+
+test-services: install
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-embedded: install
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -m "not services_only" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) data frontend/node_modules frontend/dist

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from backend.projects.models import Project
+
+
+class ScanStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for ingest"
+    INGESTING = "ingesting", "Ingesting"
+    READY = "ready", "Ready"
+    NEEDS_SUV_PARAMETERS = "needs_suv_parameters", "Needs SUV parameters"
+    FAILED = "failed", "Failed"
+
+
+class Scan(models.Model):
+    """One PET examination (with an optional CT) inside a project."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="scans")
+    name = models.CharField(max_length=200, help_text="Display name, e.g. accession or pseudonym.")
+    patient_id = models.CharField(max_length=64, blank=True)
+    patient_sex = models.CharField(max_length=1, blank=True)
+    patient_age = models.CharField(max_length=8, blank=True)
+    patient_weight_kg = models.FloatField(null=True, blank=True)
+    patient_height_m = models.FloatField(null=True, blank=True)
+    study_instance_uid = models.CharField(max_length=64, blank=True)
+    study_date = models.DateField(null=True, blank=True)
+    study_description = models.CharField(max_length=200, blank=True)
+    tracer = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=32, choices=ScanStatus.choices, default=ScanStatus.PENDING)
+    status_message = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "status"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def pet(self) -> Series | None:
+        return next((s for s in self.series.all() if s.modality == Modality.PET), None)
+
+    @property
+    def ct(self) -> Series | None:
+        return next((s for s in self.series.all() if s.modality == Modality.CT), None)
+
+
+class Modality(models.TextChoices):
+    PET = "PT", "PET"
+    CT = "CT", "CT"
+
+
+class Series(models.Model):
+    """One image volume of a scan, on its own grid, stored as one canonical file."""
+
+    scan = models.ForeignKey(Scan, on_delete=models.CASCADE, related_name="series")
+    modality = models.CharField(max_length=2, choices=Modality.choices)
+    series_instance_uid = models.CharField(max_length=64, blank=True)
+    frame_of_reference_uid = models.CharField(max_length=64, blank=True)
+    description = models.CharField(max_length=200, blank=True)
+    manufacturer = models.CharField(max_length=100, blank=True)
+    acquisition_datetime = models.DateTimeField(null=True, blank=True)
+    # Geometry in the stored array's axis order; affine maps voxel index to patient mm (LPS).
+    shape = models.JSONField(default=list)
+    spacing = models.JSONField(default=list)
+    affine = models.JSONField(default=list)
+    # Units of the stored voxels: "SUVbw" when SUV could be computed, else the raw units (e.g. BQML, HU).
+    units = models.CharField(max_length=16, blank=True)
+    raw_units = models.CharField(max_length=16, blank=True)
+    suv = models.JSONField(default=dict, blank=True, help_text="SUV computation: status, rule, factors.")
+    volume_file = models.CharField(max_length=300, blank=True, help_text="Path inside MEDIA_ROOT.")
+    preview_file = models.CharField(max_length=300, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["scan", "modality"]
+        constraints = [models.UniqueConstraint(fields=["scan", "modality"], name="one_series_per_modality")]
+        verbose_name_plural = "series"
+
+    def __str__(self) -> str:
+        return f"{self.get_modality_display()} of {self.scan}"

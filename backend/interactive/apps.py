@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class InteractiveConfig(AppConfig):
+    name = "backend.interactive"
+    label = "interactive"

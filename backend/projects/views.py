@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from django.db.models import Prefetch
+from rest_framework import permissions, viewsets
+from rest_framework.exceptions import ValidationError
+
+from .access import membership_for, projects_visible_to
+from .api_base import READ_ANY_MEMBER_WRITE_MANAGER, ProjectScopedViewSet, check_role
+from .models import Label, Membership, Project, Role
+from .serializers import LabelSerializer, MembershipSerializer, ProjectSerializer
+
+
+class CanCreateProjects(permissions.BasePermission):
+    """Creating projects is for site staff; everything inside a project is role-checked."""
+
+    def has_permission(self, request, view) -> bool:
+        if view.action == "create":
+            return bool(request.user.is_staff)
+        return True
+
+
+class ProjectViewSet(viewsets.ModelViewSet):
+    serializer_class = ProjectSerializer
+    queryset = Project.objects.none()  # replaced per request; tells the schema the model
+    lookup_value_regex = "[0-9]+"
+    permission_classes = [permissions.IsAuthenticated, CanCreateProjects]
+    filterset_fields = ["default_engine"]
+    search_fields = ["name", "description"]
+    ordering_fields = ["name", "created_at"]
+    # Listing shows only the caller's projects and creating is for staff, so only the
+    # actions on one project are role-checked.
+    role_policy = {
+        action: roles
+        for action, roles in READ_ANY_MEMBER_WRITE_MANAGER.items()
+        if action not in ("list", "create")
+    }
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Project.objects.none()
+        return projects_visible_to(self.request.user).prefetch_related(
+            Prefetch("memberships", queryset=Membership.objects.filter(user=self.request.user))
+        )
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if "pk" in kwargs:
+            check_role(membership_for(request.user, kwargs["pk"]), self.role_policy.get(self.action or ""))
+
+    def perform_create(self, serializer) -> None:
+        project = serializer.save()
+        Membership.objects.create(project=project, user=self.request.user, is_manager=True)
+
+
+class MembershipViewSet(ProjectScopedViewSet, viewsets.ModelViewSet):
+    serializer_class = MembershipSerializer
+    role_policy = READ_ANY_MEMBER_WRITE_MANAGER
+    filterset_fields = ["is_manager", "is_annotator", "is_reviewer"]
+    search_fields = ["user__username"]
+
+    queryset = Membership.objects.select_related("user")
+
+    def perform_update(self, serializer) -> None:
+        roles = serializer.validated_data.get("roles")
+        if roles is not None and Role.MANAGER not in roles:
+            self._refuse_removing_last_manager(serializer.instance)
+        serializer.save()
+
+    def perform_destroy(self, instance: Membership) -> None:
+        self._refuse_removing_last_manager(instance)
+        instance.delete()
+
+    def _refuse_removing_last_manager(self, membership: Membership) -> None:
+        if membership.is_manager and not self.get_queryset().filter(is_manager=True).exclude(pk=membership.pk).exists():
+            raise ValidationError("A project needs at least one manager.")
+
+
+class LabelViewSet(ProjectScopedViewSet, viewsets.ModelViewSet):
+    serializer_class = LabelSerializer
+    role_policy = READ_ANY_MEMBER_WRITE_MANAGER
+    filterset_fields = ["kind"]
+    search_fields = ["name"]
+
+    queryset = Label.objects.all()
+
+    def perform_create(self, serializer) -> None:
+        serializer.save(project=self.project)
+

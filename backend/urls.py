@@ -1,0 +1,29 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import DefaultRouter
+
+from backend.health.views import health
+from backend.imaging.views import ScanViewSet
+from backend.projects.views import LabelViewSet, MembershipViewSet, ProjectViewSet
+from backend.studio import home
+
+router = DefaultRouter()
+router.register("projects", ProjectViewSet, basename="project")
+router.register(r"projects/(?P<project_pk>[0-9]+)/members", MembershipViewSet, basename="membership")
+router.register(r"projects/(?P<project_pk>[0-9]+)/labels", LabelViewSet, basename="label")
+router.register(r"projects/(?P<project_pk>[0-9]+)/scans", ScanViewSet, basename="scan")
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("health/", health, name="health"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/", include(router.urls)),
+    path("api/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]

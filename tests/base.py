@@ -1,0 +1,46 @@
+"""Shared test fixtures: two projects, each with its own people, as in healthchecks' BaseTestCase."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.test import TestCase
+
+from backend.imaging.models import Modality, Scan, Series
+from backend.projects.models import Label, LabelKind, Membership, Project
+
+
+def make_user(username: str) -> User:
+    return User.objects.create_user(username=username, password="password")
+
+
+def make_project_world(prefix: str) -> dict:
+    """A project with a manager, an annotator, a reviewer, one label and one ready scan."""
+    project = Project.objects.create(name=f"{prefix} project")
+    people = {}
+    for role in ("manager", "annotator", "reviewer"):
+        user = make_user(f"{prefix}_{role}")
+        membership = Membership(project=project, user=user)
+        membership.set_roles([role])
+        membership.save()
+        people[role] = user
+    label = Label.objects.create(project=project, name="liver", value=1, color="#aa5500", kind=LabelKind.ORGAN)
+    scan = Scan.objects.create(project=project, name=f"{prefix} scan", tracer="FDG", status="ready")
+    Series.objects.create(scan=scan, modality=Modality.PET, shape=[4, 4, 4], spacing=[4.0, 4.0, 4.0], units="SUVbw")
+    return {"project": project, "label": label, "scan": scan, **people}
+
+
+class BaseTestCase(TestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        mine = make_project_world("alice")
+        self.project = mine["project"]
+        self.manager, self.annotator, self.reviewer = mine["manager"], mine["annotator"], mine["reviewer"]
+        self.label, self.scan = mine["label"], mine["scan"]
+        theirs = make_project_world("charlie")
+        self.other_project = theirs["project"]
+        self.other_manager = theirs["manager"]
+        self.other_scan, self.other_label = theirs["scan"], theirs["label"]
+        self.outsider = make_user("mallory")  # member of nothing
+
+    def login(self, user: User) -> None:
+        self.client.force_login(user)

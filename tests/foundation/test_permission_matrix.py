@@ -1,0 +1,133 @@
+"""Every API route × HTTP method × role, generated from the URL conf and each view's role policy.
+
+A new endpoint is covered without editing this file: it must declare a `role_policy`
+for its actions, and its model must have an object in the fixture project.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from tests.base import make_project_world, make_user
+
+ROLES = ["anonymous", "outsider", "other_manager", "annotator", "reviewer", "manager"]
+# Routes outside any project: their rules are tested in their own files.
+NOT_PROJECT_SCOPED = {"api-root", "api-token", "schema", "api-docs", "project-list"}
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    regex: str
+    viewset: type
+    actions: dict[str, str]
+
+
+def _walk(patterns, prefix=""):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern))
+        elif isinstance(pattern, URLPattern):
+            yield prefix + str(pattern.pattern), pattern
+
+
+def api_routes() -> list[Route]:
+    routes = []
+    for regex, pattern in _walk(get_resolver().url_patterns):
+        if not regex.startswith("api/") or pattern.name in NOT_PROJECT_SCOPED or "format" in regex:
+            continue
+        viewset = getattr(pattern.callback, "cls", None)
+        actions = getattr(pattern.callback, "actions", None)
+        assert viewset is not None and actions, f"{regex} is not a viewset route: add it to the matrix"
+        routes.append(Route(pattern.name, regex, viewset, dict(actions)))
+    return routes
+
+
+def _cases():
+    for route in api_routes():
+        for method, action in route.actions.items():
+            for role in ROLES:
+                yield pytest.param(route, method, action, role, id=f"{route.name}-{method}-{role}")
+
+
+def _fill(regex: str, project_pk: int, pk: int | None) -> str:
+    url = "/" + regex.replace("^", "").replace("$", "")
+    url = url.replace("(?P<project_pk>[0-9]+)", str(project_pk))
+    for group in ("(?P<pk>[0-9]+)", "(?P<pk>[^/.]+)"):
+        if pk is not None:
+            url = url.replace(group, str(pk))
+    assert "(?P" not in url, f"cannot fill {regex}"
+    return url
+
+
+def _object_in(route: Route, world: dict) -> int | None:
+    if "(?P<pk>" not in route.regex:
+        return None
+    model = route.viewset.queryset.model
+    if model.__name__ == "Project":
+        return world["project"].pk
+    # Prefer an object that does not belong to the manager, so destroying it is allowed.
+    candidates = model.objects.filter(project=world["project"]).order_by("-pk")
+    obj = candidates.first()
+    assert obj is not None, f"the fixture world has no {model.__name__}: add one to make_project_world"
+    return obj.pk
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("route,method,action,role", list(_cases()))
+def test_role_matrix(route: Route, method: str, action: str, role: str) -> None:
+    world = make_project_world("alice")
+    other = make_project_world("charlie")
+    client = APIClient()
+    if role == "outsider":
+        client.force_authenticate(make_user("mallory"))
+    elif role == "other_manager":
+        client.force_authenticate(other["manager"])
+    elif role != "anonymous":
+        client.force_authenticate(world[role])
+
+    url = _fill(route.regex, world["project"].pk, _object_in(route, world))
+    response = getattr(client, method)(url, {}, format="json")
+
+    if role == "anonymous":
+        assert response.status_code in (401, 403)
+        return
+    if role in ("outsider", "other_manager"):
+        # Other projects' objects do not exist for them, and the body says nothing more.
+        assert response.status_code == 404, response.content
+        return
+    allowed = route.viewset.role_policy.get(action)
+    assert allowed is not None, f"{route.viewset.__name__} has no role policy for {action!r}"
+    if role in allowed:
+        assert response.status_code not in (401, 403, 404, 405), (response.status_code, response.content)
+    else:
+        assert response.status_code == 403, (response.status_code, response.content)
+
+
+@pytest.mark.django_db
+def test_cross_project_object_ids_answer_404() -> None:
+    """A manager of one project asking for another project's object through their own project."""
+    world = make_project_world("alice")
+    other = make_project_world("charlie")
+    client = APIClient()
+    client.force_authenticate(other["manager"])
+    checked = 0
+    for route in api_routes():
+        if "(?P<pk>" not in route.regex or "(?P<project_pk>" not in route.regex:
+            continue
+        url = _fill(route.regex, other["project"].pk, _object_in(route, world))
+        for method in route.actions:
+            response = getattr(client, method)(url, {}, format="json")
+            assert response.status_code == 404, (url, method, response.status_code)
+            checked += 1
+    assert checked >= 9
+
+
+def test_the_matrix_covers_every_project_route() -> None:
+    names = {route.name for route in api_routes()}
+    assert {"project-detail", "membership-list", "membership-detail", "label-list", "label-detail",
+            "scan-list", "scan-detail"} <= names

@@ -1,0 +1,74 @@
+"""The one interface every segmentation engine implements.
+
+Coordinates are voxel indices ``(i, j, k)`` into the PET volume array as stored
+(axis order of the NumPy array), never world millimetres: the browser converts clicks
+to PET voxel indices before sending them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+class PromptError(ValueError):
+    """A prompt that cannot be segmented (outside the volume, empty, malformed)."""
+
+
+@dataclass(frozen=True)
+class Point:
+    index: tuple[int, int, int]
+    positive: bool = True
+
+
+@dataclass(frozen=True)
+class Box:
+    """Inclusive lower corner, exclusive upper corner, in voxel indices."""
+
+    lower: tuple[int, int, int]
+    upper: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Prompts:
+    points: tuple[Point, ...] = ()
+    box: Box | None = None
+
+    def validate(self, shape: tuple[int, ...]) -> None:
+        if not self.points and self.box is None:
+            raise PromptError("at least one point or a box is required")
+        for point in self.points:
+            if len(point.index) != 3 or not all(0 <= c < s for c, s in zip(point.index, shape, strict=True)):
+                raise PromptError(f"point {point.index} is outside the volume {tuple(shape)}")
+        if self.box is not None:
+            lo, hi = self.box.lower, self.box.upper
+            if not all(0 <= a < b <= s for a, b, s in zip(lo, hi, shape, strict=True)):
+                raise PromptError(f"box {lo}-{hi} is empty or outside the volume {tuple(shape)}")
+
+
+@dataclass
+class SegmentationResult:
+    mask: np.ndarray  # bool, same shape as the volume
+    score: float  # engine's confidence in [0, 1]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    name: str
+
+    def segment(
+        self,
+        volume: np.ndarray,
+        spacing: tuple[float, float, float],
+        prompts: Prompts,
+        previous_mask: np.ndarray | None = None,
+        session_key: str | None = None,
+    ) -> SegmentationResult:
+        """Segment one object in ``volume`` (SUV, float32) from ``prompts``.
+
+        ``previous_mask`` is the current mask of the object being refined (bool, same
+        shape), ``session_key`` identifies the volume for engines that cache per image.
+        """
+        ...
