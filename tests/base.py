@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import numpy as np
 from django.contrib.auth.models import User
 from django.test import TestCase
 
+from backend.imaging import storage
 from backend.imaging.models import Modality, Scan, Series
 from backend.projects.models import Label, LabelKind, Membership, Project
 
 
 def make_user(username: str) -> User:
     return User.objects.create_user(username=username, password="password")
+
+
+def add_tiny_series(scan: Scan) -> None:
+    """A 4×4×4 PET (SUV) and CT with real files in the media store."""
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    pet = np.arange(64, dtype=np.float32).reshape(4, 4, 4) / 10
+    for modality, values, units in ((Modality.PET, pet, "SUVbw"), (Modality.CT, pet * 100 - 500, "HU")):
+        relative = f"scans/{scan.pk}/{modality.lower()}.nii.gz"
+        sha256 = storage.write_volume(relative, values, affine)
+        Series.objects.create(scan=scan, modality=modality, shape=[4, 4, 4], spacing=[4.0, 4.0, 4.0],
+                              affine=affine.tolist(), units=units, volume_file=relative, sha256=sha256,
+                              preview_file=f"scans/{scan.pk}/pet_mip.png" if modality == Modality.PET else "")
+    storage.write_atomically(f"scans/{scan.pk}/pet_mip.png", storage.coronal_mip_png(pet, affine))
 
 
 def make_project_world(prefix: str) -> dict:
@@ -25,7 +40,7 @@ def make_project_world(prefix: str) -> dict:
         people[role] = user
     label = Label.objects.create(project=project, name="liver", value=1, color="#aa5500", kind=LabelKind.ORGAN)
     scan = Scan.objects.create(project=project, name=f"{prefix} scan", tracer="FDG", status="ready")
-    Series.objects.create(scan=scan, modality=Modality.PET, shape=[4, 4, 4], spacing=[4.0, 4.0, 4.0], units="SUVbw")
+    add_tiny_series(scan)
     return {"project": project, "label": label, "scan": scan, **people}
 
 

@@ -30,6 +30,10 @@ class Scan(models.Model):
     tracer = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=32, choices=ScanStatus.choices, default=ScanStatus.PENDING)
     status_message = models.TextField(blank=True)
+    ingest_progress = models.FloatField(default=0.0)
+    imported_labels_file = models.CharField(
+        max_length=300, blank=True, help_text="Label map uploaded with the scan (becomes a draft annotation)."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

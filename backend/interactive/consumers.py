@@ -14,13 +14,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from backend.imaging.models import Scan
 from backend.projects.access import membership_for
 
+from .events import scan_group
+
 MAX_MESSAGE_BYTES = 64 * 1024
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
-
-
-def scan_group(scan_id: int) -> str:
-    return f"scan.{scan_id}"
 
 
 @database_sync_to_async

@@ -140,8 +140,9 @@ class ScanApiTestCase(BaseTestCase):
         self.assertEqual(body["count"], 1)
         scan = body["results"][0]
         self.assertEqual(scan["name"], "alice scan")
-        self.assertEqual(scan["series"][0]["modality"], "PT")
-        self.assertEqual(scan["series"][0]["shape"], [4, 4, 4])
+        pet = next(series for series in scan["series"] if series["modality"] == "PT")
+        self.assertEqual(pet["shape"], [4, 4, 4])
+        self.assertEqual(pet["units"], "SUVbw")
 
     def test_it_checks_membership(self):
         self.login(self.other_manager)
