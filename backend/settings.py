@@ -131,6 +131,8 @@ CELERY_TASK_EAGER_PROPAGATES = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=2 * 1024**3)
+# A whole-body PET/CT study is often 500-2000 single-slice files in one upload.
+DATA_UPLOAD_MAX_NUMBER_FILES = env.int("MAX_UPLOAD_FILES", default=5000)
 SEGANYPET_CHECKPOINT = env.str("SEGANYPET_CHECKPOINT", default="")
 
 # --- REST API -------------------------------------------------------------------------

@@ -19,7 +19,14 @@ from django.db import transaction
 from backend.interactive.events import broadcast_to_scan
 
 from . import storage
-from .dicom_series import LoadedSeries, SeriesError, SeriesGroup, group_by_series, load_series, read_dicom_files
+from .dicom_series import (
+    LoadedSeries,
+    SeriesError,
+    SeriesGroup,
+    group_by_series,
+    load_series,
+    read_dicom_files,
+)
 from .models import Modality, Scan, ScanStatus, Series
 from .nifti_io import NiftiError, read_nifti
 from .suv import SuvHeader, SuvOverrides, SuvResult, compute_suv_factors, compute_suv_from_parameters
@@ -86,7 +93,7 @@ def _report(scan: Scan, progress: ProgressCallback | None, fraction: float, mess
 
 def ingest_dicom(scan: Scan, paths: Sequence[Path], progress: ProgressCallback | None = None) -> Scan:
     """Ingest one study (PET and optionally CT) from DICOM files into `scan`."""
-    return _all_or_nothing(scan, lambda: _ingest_dicom(scan, paths, progress))
+    return all_or_nothing(scan, lambda: _ingest_dicom(scan, paths, progress))
 
 
 def _ingest_dicom(scan: Scan, paths: Sequence[Path], progress: ProgressCallback | None) -> None:
@@ -168,7 +175,7 @@ def _dicom_date(value: str) -> date | None:
 def ingest_nifti(scan: Scan, pet_path: Path, pet_units: str, ct_path: Path | None = None,
                  labels_path: Path | None = None, progress: ProgressCallback | None = None) -> Scan:
     """PET already in SUV ("SUV") or in Bq/ml ("BQML", SUV parameters supplied later)."""
-    return _all_or_nothing(scan, lambda: _ingest_nifti(scan, pet_path, pet_units, ct_path, labels_path, progress))
+    return all_or_nothing(scan, lambda: _ingest_nifti(scan, pet_path, pet_units, ct_path, labels_path, progress))
 
 
 def _ingest_nifti(scan: Scan, pet_path: Path, pet_units: str, ct_path: Path | None, labels_path: Path | None,
@@ -253,7 +260,8 @@ def _finish(scan: Scan, pet_series: Series, suv: SuvResult, warnings: list[str])
     scan.save()
 
 
-def _all_or_nothing(scan: Scan, work: Callable[[], None]) -> Scan:
+def all_or_nothing(scan: Scan, work: Callable[[], None]) -> Scan:
+    """Run ingest `work` for `scan`; on any error the scan is failed with a message and emptied."""
     scan.status = ScanStatus.INGESTING
     scan.save(update_fields=["status"])
     try:

@@ -4,6 +4,7 @@ from django.contrib.auth import authenticate
 from django.core.management import call_command
 from django.test import TestCase
 
+from backend.imaging.models import Scan, ScanStatus
 from backend.projects.management.commands.seed_demo import DEMO_PROJECT, DEMO_USERS
 from backend.projects.models import Label, Membership, Project
 
@@ -11,8 +12,8 @@ from backend.projects.models import Label, Membership, Project
 class SeedDemoTestCase(TestCase):
     def test_it_is_idempotent_and_prints_credentials(self):
         out = StringIO()
-        call_command("seed_demo", stdout=out)
-        call_command("seed_demo", stdout=StringIO())
+        call_command("seed_demo", "--skip-scan", stdout=out)
+        call_command("seed_demo", "--skip-scan", stdout=StringIO())
         self.assertEqual(Project.objects.filter(name=DEMO_PROJECT).count(), 1)
         project = Project.objects.get(name=DEMO_PROJECT)
         self.assertEqual(Membership.objects.filter(project=project).count(), 4)
@@ -26,8 +27,21 @@ class SeedDemoTestCase(TestCase):
             self.assertIsNotNone(authenticate(username=username, password=password))
 
     def test_demo_manager_sees_project_in_api_and_admin(self):
-        call_command("seed_demo", stdout=StringIO())
+        call_command("seed_demo", "--skip-scan", stdout=StringIO())
         self.assertTrue(self.client.login(username="manager", password=DEMO_USERS["manager"][0]))
         body = self.client.get("/api/projects/").json()
         self.assertEqual([p["name"] for p in body["results"]], [DEMO_PROJECT])
         self.assertContains(self.client.get("/admin/projects/project/"), DEMO_PROJECT)
+
+
+class SeedDemoScanTestCase(TestCase):
+    def test_it_ingests_one_demo_phantom_scan_once(self):
+        call_command("seed_demo", stdout=StringIO())
+        call_command("seed_demo", stdout=StringIO())
+        project = Project.objects.get(name=DEMO_PROJECT)
+        scans = Scan.objects.filter(project=project)
+        self.assertEqual(scans.count(), 1)
+        scan = scans.get()
+        self.assertEqual(scan.status, ScanStatus.READY, scan.status_message)
+        self.assertEqual(scan.pet.units, "SUVbw")
+        self.assertIsNotNone(scan.ct)

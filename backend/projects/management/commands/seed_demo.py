@@ -1,9 +1,15 @@
 """Create (or bring back to its known state) the demo project and demo users. Idempotent."""
 
+import tempfile
+from pathlib import Path
+
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from backend.imaging.ingest import ingest_dicom
+from backend.imaging.models import Scan, ScanStatus
+from backend.imaging.phantom import make_phantom, write_dicom_series
 from backend.projects.models import Label, LabelKind, Membership, Project
 
 DEMO_PROJECT = "Demo whole-body FDG PET"
@@ -14,6 +20,8 @@ DEMO_USERS = {
     "annotator2": ("demo-annotator2-pass", ["annotator"], False),
     "reviewer": ("demo-reviewer-pass", ["reviewer"], False),
 }
+# Whole body at 4 mm: large enough to look real, small enough to generate in seconds.
+DEMO_PHANTOM_SIZE = {"shape": (220, 128, 128), "spacing": (4.0, 4.0, 4.0)}
 DEMO_LABELS = [
     ("liver", 1, "#c8783c", LabelKind.ORGAN),
     ("kidney", 2, "#b43cb4", LabelKind.ORGAN),
@@ -25,6 +33,21 @@ DEMO_LABELS = [
 
 class Command(BaseCommand):
     help = "Create the demo project, its label set and demo users (manager, two annotators, reviewer)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--skip-scan", action="store_true", help="do not generate the demo phantom scan")
+
+    def _ensure_demo_scan(self, project: Project, skip: bool) -> None:
+        if skip or Scan.objects.filter(project=project, status__in=[ScanStatus.READY]).exists():
+            return
+        self.stdout.write("Generating a synthetic whole-body PET/CT phantom for the demo project ...")
+        phantom = make_phantom(seed=2026, n_lesions=6, **DEMO_PHANTOM_SIZE)
+        with tempfile.TemporaryDirectory() as folder:
+            write_dicom_series(phantom, folder)
+            scan = Scan.objects.create(project=project, name="Phantom 2026 (synthetic)", tracer="FDG")
+            ingest_dicom(scan, sorted(p for p in Path(folder).rglob("*") if p.is_file()))
+        if scan.status == ScanStatus.FAILED:
+            raise CommandError(f"The demo scan could not be ingested: {scan.status_message}")
 
     @transaction.atomic
     def handle(self, *args, **options) -> None:
@@ -44,6 +67,7 @@ class Command(BaseCommand):
             membership, _ = Membership.objects.get_or_create(project=project, user=user)
             membership.set_roles(roles)
             membership.save()
+        self._ensure_demo_scan(project, options.get("skip_scan", False))
         self.stdout.write(self.style.SUCCESS(f"Demo project: {project.name} (id {project.pk})"))
         self.stdout.write("Demo users (username / password / roles):")
         for username, (password, roles, _) in DEMO_USERS.items():
