@@ -29,6 +29,7 @@ from .dicom_series import (
 )
 from .models import Modality, Scan, ScanStatus, Series
 from .nifti_io import NiftiError, read_nifti
+from .resample import resample_to_grid
 from .suv import SuvHeader, SuvOverrides, SuvResult, compute_suv_factors, compute_suv_from_parameters
 
 log = logging.getLogger(__name__)
@@ -224,12 +225,21 @@ def _rel(scan: Scan, name: str) -> str:
 def _store_series(scan: Scan, modality: str, array: np.ndarray, affine: np.ndarray, spacing, *, units: str,
                   raw_units: str, suv: dict | None = None, **metadata) -> Series:
     name = PET_FILE if modality == Modality.PET else CT_FILE
-    sha256 = storage.write_volume(_rel(scan, name), array.astype(np.float32), affine)
+    sha256 = storage.write_volume(_rel(scan, name), _compact(array), affine)
     return Series.objects.create(
         scan=scan, modality=modality, shape=list(array.shape), spacing=[float(s) for s in spacing],
         affine=np.asarray(affine).tolist(), units=units, raw_units=raw_units, suv=suv or {},
         volume_file=_rel(scan, name), sha256=sha256, **metadata,
     )
+
+
+def _compact(array: np.ndarray) -> np.ndarray:
+    """int16 when every value is a whole number in range (CT in HU): half the bytes of float32."""
+    if array.dtype.kind == "f" and array.size and -32768 <= array.min() and array.max() <= 32767:
+        as_int = array.astype(np.int16)
+        if np.array_equal(as_int, array):
+            return as_int
+    return array.astype(np.float32, copy=False)
 
 
 def _store_pet(scan: Scan, values: np.ndarray, affine: np.ndarray, spacing, suv: SuvResult, metadata: dict) -> Series:
@@ -279,6 +289,20 @@ def all_or_nothing(scan: Scan, work: Callable[[], None]) -> Scan:
                                     "error": message})
         scan.refresh_from_db()
     return scan
+
+
+# --- derived volumes -------------------------------------------------------------------------
+
+
+def ct_on_pet_file(pet: Series, ct: Series) -> str:
+    """Path of the CT resampled onto the PET grid, made once per (PET, CT) content pair."""
+    relative = _rel(pet.scan, f"ct_on_pet_{pet.sha256[:12]}_{ct.sha256[:12]}.nii.gz")
+    if not storage.media_path(relative).exists():
+        ct_volume = storage.read_volume(ct.volume_file, ct.sha256)
+        resampled = resample_to_grid(np.asarray(ct_volume.array), ct_volume.affine, tuple(pet.shape),
+                                     np.asarray(pet.affine), fill_value=-1024.0)
+        storage.write_volume(relative, resampled, np.asarray(pet.affine))
+    return relative
 
 
 # --- SUV parameters supplied by a manager --------------------------------------------------

@@ -15,8 +15,6 @@ before any reorientation, and every voxel keeps its world position.
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Literal
 
 import nibabel as nib
 import numpy as np
+from isal import igzip
 
 from .dicom_series import LPS_TO_RAS, apply_affine
 
@@ -81,8 +80,11 @@ def _load_image(source: str | Path | bytes) -> nib.Nifti1Image:
         if isinstance(source, bytes | bytearray):
             payload = bytes(source)
             if payload[:2] == b"\x1f\x8b":
-                payload = gzip.decompress(payload)
+                payload = igzip.decompress(payload)
             image = nib.Nifti1Image.from_bytes(payload)
+        elif str(source).endswith(".gz"):
+            # ISA-L decompresses several times faster than the gzip module nibabel would use.
+            image = nib.Nifti1Image.from_bytes(igzip.decompress(Path(source).read_bytes()))
         else:
             image = nib.load(str(source))
     except Exception as error:  # noqa: BLE001 - nibabel raises many types for bad files
@@ -143,7 +145,8 @@ def build_nifti_image(
     kind: VolumeKind = "image",
     description: str = "",
 ) -> nib.Nifti1Image:
-    """A nibabel image from our array/affine; float32 for images, uint8/uint16 for labels."""
+    """A nibabel image from our array/affine; float32 (int16 kept as is, e.g. CT in HU) for images,
+    uint8/uint16 for labels."""
     if array.ndim != 3:
         raise NiftiError(f"Expected a 3D array, got shape {array.shape}")
     affine_lps = np.asarray(affine, dtype=np.float64)
@@ -155,9 +158,10 @@ def build_nifti_image(
         dtype = np.uint8 if array.size == 0 or array.max() <= np.iinfo(np.uint8).max else np.uint16
         values = np.asarray(array).astype(dtype)
     else:
-        values = np.asarray(array, dtype=np.float32)
+        values = np.asarray(array, dtype=np.int16 if np.asarray(array).dtype == np.int16 else np.float32)
     data, affine_ras = to_nibabel_layout(values, affine_lps)
-    image = nib.Nifti1Image(np.ascontiguousarray(data), affine_ras)
+    # The transposed view is Fortran-ordered, which is exactly the NIfTI byte layout: no copy.
+    image = nib.Nifti1Image(data, affine_ras)
     image.header.set_data_dtype(values.dtype)
     image.set_sform(affine_ras, code="scanner")
     if _is_orthogonal(affine_ras[:3, :3]):
@@ -204,10 +208,10 @@ def nifti_bytes(
     payload = image.to_bytes()
     if not compress:
         return payload
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as handle:
-        handle.write(payload)
-    return buffer.getvalue()
+    # ISA-L's gzip at level 1: volumes are written on every ingest and mask save, and zlib
+    # (above all at level 9, where repetitive CT values hit its worst case) was 5-50x slower
+    # for files only 10-25 % smaller. The output is plain gzip that any reader accepts.
+    return igzip.compress(payload, compresslevel=1, mtime=0)
 
 
 def write_label_names(path: str | Path, label_names: dict[int, str]) -> Path:

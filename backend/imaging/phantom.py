@@ -1125,7 +1125,9 @@ def write_pet_series(
         ds.ImagePositionPatient = [_ds(v) for v in position]
         ds.SliceLocation = _ds(float(position @ normal))
         ds.AcquisitionDate, ds.AcquisitionTime = _da(acquired), _tm(acquired)
-        ds.FrameReferenceTime = _ds((since_start + phantom.frame_duration_s / 2.0) * 1000.0)
+        # One static frame for the whole series, as scanners write it for a whole-body acquisition;
+        # a per-bed value makes converters such as dcm2niix split the series into several volumes.
+        ds.FrameReferenceTime = _ds(phantom.frame_duration_s / 2.0 * 1000.0)
         ds.DecayFactor = (
             _ds(2.0 ** (since_start / phantom.half_life_s)) if decay_correction == "START" else "1"
         )

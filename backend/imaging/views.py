@@ -13,7 +13,7 @@ from backend.projects.api_base import ANY_MEMBER, MANAGERS, ProjectScopedViewSet
 from worker.tasks.ingest import ingest_upload
 
 from . import storage
-from .ingest import IngestError, apply_suv_parameters
+from .ingest import IngestError, apply_suv_parameters, ct_on_pet_file
 from .models import Modality, Scan, ScanStatus
 from .serializers import ScanSerializer, ScanUploadSerializer, SuvParametersSerializer
 from .suv import SuvOverrides
@@ -32,6 +32,7 @@ class ScanViewSet(ProjectScopedViewSet, mixins.ListModelMixin, mixins.RetrieveMo
         "suv_parameters": MANAGERS,
         "pet_volume": ANY_MEMBER,
         "ct_volume": ANY_MEMBER,
+        "ct_on_pet_volume": ANY_MEMBER,
         "preview": ANY_MEMBER,
     }
     filterset_fields = ["status", "tracer", "patient_sex"]
@@ -107,6 +108,19 @@ class ScanViewSet(ProjectScopedViewSet, mixins.ListModelMixin, mixins.RetrieveMo
     def ct_volume(self, request, *args, **kwargs):
         """The CT volume as NIfTI (.nii.gz), in HU, on its own grid."""
         return self._volume(Modality.CT)
+
+    @extend_schema(responses={(200, "application/gzip"): OpenApiResponse(description="NIfTI volume")})
+    @action(detail=True, methods=["get"], url_path="volumes/ct-on-pet")
+    def ct_on_pet_volume(self, request, *args, **kwargs):
+        """The CT resampled onto the PET grid (trilinear, air outside its field of view), for fusion."""
+        scan = self.get_object()
+        if scan.pet is None or scan.ct is None:
+            raise Http404("This scan has no PET and CT pair.")
+        relative = ct_on_pet_file(scan.pet, scan.ct)
+        response = FileResponse(storage.media_path(relative).open("rb"), content_type="application/gzip",
+                                filename=f"scan{scan.pk}_ct_on_pet.nii.gz")
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
 
     @extend_schema(responses={(200, "image/png"): OpenApiResponse(description="coronal MIP")})
     @action(detail=True, methods=["get"])

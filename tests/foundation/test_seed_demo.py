@@ -35,13 +35,13 @@ class SeedDemoTestCase(TestCase):
 
 
 class SeedDemoScanTestCase(TestCase):
-    def test_it_ingests_one_demo_phantom_scan_once(self):
+    def test_it_ingests_two_demo_phantom_scans_once(self):
         call_command("seed_demo", stdout=StringIO())
         call_command("seed_demo", stdout=StringIO())
         project = Project.objects.get(name=DEMO_PROJECT)
         scans = Scan.objects.filter(project=project)
-        self.assertEqual(scans.count(), 1)
-        scan = scans.get()
-        self.assertEqual(scan.status, ScanStatus.READY, scan.status_message)
-        self.assertEqual(scan.pet.units, "SUVbw")
-        self.assertIsNotNone(scan.ct)
+        self.assertEqual(scans.count(), 2)
+        for scan in scans:
+            self.assertEqual(scan.status, ScanStatus.READY, scan.status_message)
+            self.assertEqual(scan.pet.units, "SUVbw")
+            self.assertIsNotNone(scan.ct)

@@ -76,6 +76,11 @@ def test_it_works_with_many_dicom_files(world, phantom_dicom_dir, django_capture
     assert volume.status_code == 200 and volume["ETag"] == f'"{scan.pet.sha256}"'
     image = nib.Nifti1Image.from_bytes(gzip.decompress(b"".join(volume.streaming_content)))
     assert image.shape == tuple(reversed(scan.pet.shape))
+    fused = client.get(f"/api/projects/{world['project'].pk}/scans/{scan.pk}/volumes/ct-on-pet/")
+    assert fused.status_code == 200
+    ct_on_pet = nib.Nifti1Image.from_bytes(gzip.decompress(b"".join(fused.streaming_content)))
+    assert ct_on_pet.shape == image.shape
+    np.testing.assert_allclose(ct_on_pet.affine, image.affine, atol=1e-4)
     preview = client.get(f"/api/projects/{world['project'].pk}/scans/{scan.pk}/preview/")
     assert preview.status_code == 200 and preview["Content-Type"] == "image/png"
 

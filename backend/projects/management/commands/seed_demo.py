@@ -22,6 +22,11 @@ DEMO_USERS = {
 }
 # Whole body at 4 mm: large enough to look real, small enough to generate in seconds.
 DEMO_PHANTOM_SIZE = {"shape": (220, 128, 128), "spacing": (4.0, 4.0, 4.0)}
+# name, seed, tracer, phantom options
+DEMO_SCANS = [
+    ("Phantom A, FDG (synthetic)", 2026, "FDG", {"n_lesions": 6}),
+    ("Phantom B, FDG feet-first (synthetic)", 2027, "FDG", {"n_lesions": 4, "feet_first": True}),
+]
 DEMO_LABELS = [
     ("liver", 1, "#c8783c", LabelKind.ORGAN),
     ("kidney", 2, "#b43cb4", LabelKind.ORGAN),
@@ -35,19 +40,21 @@ class Command(BaseCommand):
     help = "Create the demo project, its label set and demo users (manager, two annotators, reviewer)."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--skip-scan", action="store_true", help="do not generate the demo phantom scan")
+        parser.add_argument("--skip-scan", action="store_true", help="do not generate the demo phantom scans")
 
-    def _ensure_demo_scan(self, project: Project, skip: bool) -> None:
-        if skip or Scan.objects.filter(project=project, status__in=[ScanStatus.READY]).exists():
-            return
-        self.stdout.write("Generating a synthetic whole-body PET/CT phantom for the demo project ...")
-        phantom = make_phantom(seed=2026, n_lesions=6, **DEMO_PHANTOM_SIZE)
-        with tempfile.TemporaryDirectory() as folder:
-            write_dicom_series(phantom, folder)
-            scan = Scan.objects.create(project=project, name="Phantom 2026 (synthetic)", tracer="FDG")
-            ingest_dicom(scan, sorted(p for p in Path(folder).rglob("*") if p.is_file()))
-        if scan.status == ScanStatus.FAILED:
-            raise CommandError(f"The demo scan could not be ingested: {scan.status_message}")
+    def _ensure_demo_scans(self, project: Project, skip: bool) -> None:
+        for name, seed, tracer, options in DEMO_SCANS:
+            if skip or Scan.objects.filter(project=project, name=name, status=ScanStatus.READY).exists():
+                continue
+            Scan.objects.filter(project=project, name=name).delete()  # a failed earlier attempt
+            self.stdout.write(f"Generating the synthetic PET/CT phantom '{name}' ...")
+            phantom = make_phantom(seed=seed, tracer=tracer, **DEMO_PHANTOM_SIZE, **options)
+            with tempfile.TemporaryDirectory() as folder:
+                write_dicom_series(phantom, folder)
+                scan = Scan.objects.create(project=project, name=name, tracer=tracer)
+                ingest_dicom(scan, sorted(p for p in Path(folder).rglob("*") if p.is_file()))
+            if scan.status == ScanStatus.FAILED:
+                raise CommandError(f"The demo scan '{name}' could not be ingested: {scan.status_message}")
 
     @transaction.atomic
     def handle(self, *args, **options) -> None:
@@ -67,7 +74,7 @@ class Command(BaseCommand):
             membership, _ = Membership.objects.get_or_create(project=project, user=user)
             membership.set_roles(roles)
             membership.save()
-        self._ensure_demo_scan(project, options.get("skip_scan", False))
+        self._ensure_demo_scans(project, options.get("skip_scan", False))
         self.stdout.write(self.style.SUCCESS(f"Demo project: {project.name} (id {project.pk})"))
         self.stdout.write("Demo users (username / password / roles):")
         for username, (password, roles, _) in DEMO_USERS.items():
