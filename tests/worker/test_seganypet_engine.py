@@ -1,0 +1,383 @@
+"""The SegAnyPET engine: crops, embedding cache, previous logits, paste-back, large objects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import torch
+import torch.nn.functional as F
+
+from worker.engines.base import Box, Point, PromptError, Prompts
+from worker.engines.seganypet_engine import (
+    MASK_PRIOR_LOGIT,
+    IsotropicGrid,
+    LRUByteCache,
+    SegAnyPETEngine,
+    SegAnyPETUnavailableError,
+    create_seganypet_engine,
+    sample_linear,
+    shift_logits,
+)
+from worker.seganypet.checkpoint import save_checkpoint
+from worker.seganypet.model import Sam3D, Sam3DConfig
+
+TINY = Sam3DConfig(
+    encoder_embed_dim=48,
+    encoder_depth=2,
+    encoder_num_heads=3,
+    encoder_global_attn_indexes=(1,),
+    prompt_embed_dim=48,
+    decoder_depth=1,
+    decoder_mlp_dim=96,
+    iou_head_hidden_dim=32,
+)
+EMBEDDING_BYTES = 48 * 8**3 * 4
+SESSION_BYTES = 32**3 * 4 + 256
+
+
+def tiny_model(seed: int = 0) -> Sam3D:
+    torch.manual_seed(seed)
+    return Sam3D(TINY)
+
+
+class EncoderCounter:
+    def __init__(self, model: Sam3D) -> None:
+        self.calls = 0
+        model.image_encoder.register_forward_hook(self._count)
+
+    def _count(self, *_: object) -> None:
+        self.calls += 1
+
+
+class BlobModel(Sam3D):
+    """Decodes a ball of ``radius`` crop voxels around the first positive point; records its inputs."""
+
+    def __init__(self, radius: float) -> None:
+        super().__init__(TINY)
+        self.radius = radius
+        self.decoded: list[dict[str, object]] = []
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(1, 48, 8, 8, 8)
+
+    def decode(self, image_embedding, point_coords, point_labels, mask_logits=None):
+        self.decoded.append(
+            {"coords": point_coords.clone(), "labels": point_labels.clone(), "prior": mask_logits}
+        )
+        centre = point_coords[0][point_labels[0] == 1][0]
+        # Low-res cell j is centred on crop voxel 4j + 1.5 once upsampled (align_corners=False).
+        axis = torch.arange(32, dtype=torch.float32) * 4 + 1.5
+        dd, hh, ww = torch.meshgrid(axis - centre[0], axis - centre[1], axis - centre[2], indexing="ij")
+        distance = torch.sqrt(dd**2 + hh**2 + ww**2)
+        return ((self.radius - distance) / 2)[None, None], torch.tensor([[0.9]])
+
+
+class ThresholdModel(Sam3D):
+    """Segments what is closer to the clicked intensity than to the crop's median: follows a hot organ."""
+
+    def __init__(self) -> None:
+        super().__init__(TINY)
+        self.encodes = 0
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        self.encodes += 1
+        return F.avg_pool3d(image, 4)
+
+    def decode(self, image_embedding, point_coords, point_labels, mask_logits=None):
+        i, j, k = (point_coords[0, 0] // 4).long().tolist()
+        level = (image_embedding[0, 0, i, j, k] + image_embedding.median()) / 2
+        return 10 * (image_embedding - level), torch.tensor([[0.8]])
+
+
+def ball_voxels(shape, spacing, centre, radius_mm) -> np.ndarray:
+    grids = np.meshgrid(*(np.arange(n) * s for n, s in zip(shape, spacing, strict=True)), indexing="ij")
+    distance2 = sum((g - c * s) ** 2 for g, c, s in zip(grids, centre, spacing, strict=True))
+    return distance2 <= radius_mm**2
+
+
+def physical_centroid(mask: np.ndarray, spacing) -> np.ndarray:
+    return np.argwhere(mask).mean(axis=0) * np.asarray(spacing)
+
+
+def one_click(index, positive=True) -> Prompts:
+    return Prompts(points=(Point(index, positive),))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def test_linear_sampling_matches_scipy_inside_and_is_zero_outside():
+    rng = np.random.default_rng(0)
+    volume = rng.random((9, 11, 7)).astype(np.float32)
+    positions = [np.array([-1.0, 0.0, 2.5, 8.0, 8.5]), np.array([0.25, 5.0, 10.0]), np.array([3.3, 6.0, 7.2])]
+    sampled = sample_linear(volume, positions)
+    grid = np.stack(np.meshgrid(*positions, indexing="ij"))
+    expected = ndi.map_coordinates(volume, grid, order=1, mode="constant", cval=0.0)
+    inside = np.ones_like(sampled, dtype=bool)
+    inside[[0, 4]] = False  # -1 and 8.5 lie outside axis 0
+    inside[:, :, 2] = False  # 7.2 lies outside axis 2
+    np.testing.assert_allclose(sampled[inside], expected[inside], rtol=1e-5, atol=1e-6)
+    assert not sampled[~inside].any()
+
+
+def test_isotropic_grid_maps_original_indices_to_1_5_mm_voxels():
+    grid = IsotropicGrid((100, 50, 40), (3.0, 1.5, 4.0))
+    assert grid.resampled_shape == (199, 50, 105)
+    np.testing.assert_allclose(grid.to_resampled((10, 10, 3)), (20, 10, 8))
+
+
+def test_shift_logits_moves_by_whole_low_res_cells():
+    logits = torch.arange(32.0**3).reshape(1, 1, 32, 32, 32)
+    shifted = shift_logits(logits, (0, 0, 0), (8, 0, -4))
+    assert shifted[0, 0, 0, 0, 1] == logits[0, 0, 2, 0, 0]
+    assert not shifted[0, 0, 30:].any() and not shifted[0, 0, :, :, 0].any()
+    assert not shift_logits(logits, (0, 0, 0), (200, 0, 0)).any()
+
+
+def test_lru_cache_evicts_the_least_recently_used_and_stays_within_budget():
+    cache = LRUByteCache(max_bytes=250)
+    cache.put("a", 1, 100)
+    cache.put("b", 2, 100)
+    assert cache.get("a") == 1  # "b" is now the oldest
+    cache.put("c", 3, 100)
+    assert "b" not in cache and "a" in cache and "c" in cache
+    assert cache.total_bytes == 200 and cache.evictions == 1
+    cache.put("huge", 4, 1000)
+    assert "huge" not in cache and cache.total_bytes == 200
+
+
+# ----------------------------------------------------------------------------- paste-back
+
+
+@pytest.mark.parametrize(
+    ("shape", "spacing", "click"),
+    [
+        ((60, 90, 80), (4.0, 2.0, 2.5), (20, 50, 40)),
+        ((60, 90, 80), (4.0, 2.0, 2.5), (58, 2, 40)),  # at the volume border: the crop is zero-padded
+        ((40, 200, 200), (3.0, 0.8, 0.8), (30, 150, 20)),
+    ],
+)
+def test_the_decoded_mask_lands_on_the_prompt_in_the_full_volume(shape, spacing, click):
+    model = BlobModel(radius=12)  # 12 voxels of 1.5 mm: an 18 mm ball
+    engine = SegAnyPETEngine(model, device="cpu")
+    result = engine.segment(np.ones(shape, np.float32), spacing, one_click(click))
+    assert result.mask.shape == shape and result.mask.dtype == bool
+    assert result.mask[click]
+    outer = ball_voxels(shape, spacing, click, 18.0 + 2.0)
+    inner = ball_voxels(shape, spacing, click, 18.0 - 2.0)
+    assert not (result.mask & ~outer).any()
+    assert not (inner & ~result.mask).any()
+    if click == (20, 50, 40):
+        np.testing.assert_allclose(
+            physical_centroid(result.mask, spacing), np.multiply(click, spacing), atol=1.0
+        )
+    assert result.score == pytest.approx(0.9)
+    assert {"prepare", "encode", "decode", "paste", "total"} <= set(result.timings_ms)
+
+
+def test_points_reach_the_decoder_as_crop_voxel_indices():
+    model = BlobModel(radius=8)
+    engine = SegAnyPETEngine(model, device="cpu")
+    spacing = (3.0, 1.5, 2.0)
+    engine.segment(
+        np.ones((50, 120, 90), np.float32),
+        spacing,
+        Prompts(points=(Point((20, 60, 40)), Point((22, 70, 44), False))),
+    )
+    origin = np.asarray(engine.last_crop_origins[0])
+    coords = model.decoded[0]["coords"][0].numpy()
+    np.testing.assert_array_equal(coords[0] + origin, [40, 60, 53])  # (20·2, 60·1, 40·4/3 rounded)
+    np.testing.assert_array_equal(coords[1] + origin, [44, 70, 59])
+    assert model.decoded[0]["labels"].tolist() == [[1, 0]]
+    assert np.all(np.abs(coords[0] - 64) <= 8)  # the crop is centred on the prompts
+
+
+def test_a_box_limits_the_mask_and_acts_as_a_point():
+    model = BlobModel(radius=40)
+    engine = SegAnyPETEngine(model, device="cpu")
+    box = Box(lower=(10, 20, 30), upper=(30, 40, 50))
+    result = engine.segment(np.ones((60, 80, 80), np.float32), (2.0, 2.0, 2.0), Prompts(box=box))
+    assert result.mask[10:30, 20:40, 30:50].all()
+    assert result.mask.sum() == 20 * 20 * 20
+    centre = model.decoded[0]["coords"][0, 0].numpy() + np.asarray(engine.last_crop_origins[0])
+    np.testing.assert_allclose(centre, np.array([19.5, 29.5, 39.5]) * 2 / 1.5, atol=1.0)
+
+
+def test_invalid_requests_are_prompt_errors():
+    engine = SegAnyPETEngine(BlobModel(radius=5), device="cpu")
+    volume = np.ones((20, 20, 20), np.float32)
+    with pytest.raises(PromptError):
+        engine.segment(volume, (2.0, 2.0, 2.0), one_click((25, 1, 1)))
+    with pytest.raises(PromptError):
+        engine.segment(
+            volume, (2.0, 2.0, 2.0), one_click((5, 5, 5)), previous_mask=np.zeros((20, 20, 19), bool)
+        )
+    with pytest.raises(PromptError):
+        engine.segment(volume, (2.0, 0.0, 2.0), one_click((5, 5, 5)))
+
+
+# ----------------------------------------------------------------------------- sessions and caching
+
+
+def test_a_second_click_in_the_same_crop_reuses_the_embedding():
+    model = tiny_model()
+    counter = EncoderCounter(model)
+    engine = SegAnyPETEngine(model, device="cpu", max_crops=1)
+    volume = np.random.default_rng(0).random((80, 90, 100)).astype(np.float32)
+    spacing = (2.0, 2.0, 2.0)
+    first = engine.segment(volume, spacing, one_click((40, 45, 50)), session_key="scan-1")
+    origin = engine.last_crop_origins[0]
+    assert counter.calls == 1
+    clicks = Prompts(points=(Point((40, 45, 50)), Point((44, 45, 50), False)))
+    engine.segment(volume, spacing, clicks, previous_mask=first.mask, session_key="scan-1")
+    assert engine.last_crop_origins == [origin]
+    assert counter.calls == 1
+    assert engine.stats["embedding_hits"] == 1
+    engine.segment(volume, spacing, one_click((40, 45, 50)), session_key="scan-2")
+    assert counter.calls == 2  # another scan: nothing shared
+    engine.segment(volume, spacing, one_click((40, 45, 50)))
+    assert counter.calls == 3  # no session key: nothing cached
+
+
+def test_the_embedding_cache_is_bounded():
+    model = tiny_model()
+    counter = EncoderCounter(model)
+    budget = 2 * (EMBEDDING_BYTES + SESSION_BYTES) + 1000
+    engine = SegAnyPETEngine(model, device="cpu", cache_bytes=budget, max_crops=1)
+    volume = np.random.default_rng(1).random((60, 60, 60)).astype(np.float32)
+    for key in ("a", "b", "c"):
+        engine.segment(volume, (2.0, 2.0, 2.0), one_click((30, 30, 30)), session_key=key)
+        assert engine.cache.total_bytes <= budget
+    assert counter.calls == 3
+    engine.segment(volume, (2.0, 2.0, 2.0), one_click((30, 30, 30)), session_key="c")
+    assert counter.calls == 3  # the most recent session is still cached
+    engine.segment(volume, (2.0, 2.0, 2.0), one_click((30, 30, 30)), session_key="a")
+    assert counter.calls == 4  # the oldest was evicted
+    assert engine.cache.evictions > 0
+
+
+def test_previous_logits_are_fed_back_and_reset_for_a_new_object():
+    model = BlobModel(radius=10)
+    engine = SegAnyPETEngine(model, device="cpu")
+    volume = np.ones((60, 60, 60), np.float32)
+    spacing = (2.0, 2.0, 2.0)
+    first = engine.segment(volume, spacing, one_click((30, 30, 30)), session_key="s")
+    assert model.decoded[-1]["prior"] is None  # zeros on the first click, as the reference
+
+    engine.segment(volume, spacing, one_click((31, 30, 30)), previous_mask=first.mask, session_key="s")
+    prior = model.decoded[-1]["prior"]
+    expected, _ = BlobModel(radius=10).decode(None, model.decoded[0]["coords"], model.decoded[0]["labels"])
+    torch.testing.assert_close(prior, expected)  # our own cached logits, not a re-encoded mask
+
+    edited = first.mask.copy()
+    edited[20:40, 20:40, 20:40] = True  # the reader painted: the cache no longer describes the mask
+    engine.segment(volume, spacing, one_click((30, 30, 30)), previous_mask=edited, session_key="s")
+    prior = model.decoded[-1]["prior"]
+    assert prior.shape == (1, 1, 32, 32, 32)
+    assert prior.max().item() == pytest.approx(MASK_PRIOR_LOGIT) and prior.min().item() == pytest.approx(
+        -MASK_PRIOR_LOGIT
+    )
+
+    engine.segment(volume, spacing, one_click((30, 30, 30)), previous_mask=None, session_key="s")
+    assert model.decoded[-1]["prior"] is None
+
+
+# ----------------------------------------------------------------------------- large objects
+
+
+def liver_phantom() -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """A hot ellipsoid 340 mm long (axis 0), far longer than a 192 mm crop."""
+    shape, spacing = (110, 40, 40), (4.0, 4.0, 4.0)
+    grids = np.meshgrid(*(np.arange(n) * 4.0 for n in shape), indexing="ij")
+    centre = np.array([220.0, 78.0, 78.0])
+    semi_axes = np.array([170.0, 45.0, 45.0])
+    organ = sum(((g - c) / a) ** 2 for g, c, a in zip(grids, centre, semi_axes, strict=True)) <= 1
+    volume = np.where(organ, 6.0, 1.0).astype(np.float32)
+    return volume, organ, spacing
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+def test_an_object_larger_than_one_crop_is_followed_into_further_crops():
+    volume, organ, spacing = liver_phantom()
+    model = ThresholdModel()
+    engine = SegAnyPETEngine(model, device="cpu")
+    result = engine.segment(volume, spacing, one_click((55, 19, 19)), session_key="liver")
+    assert len(engine.last_crop_origins) >= 3  # both ends of the organ leave the first crop
+    assert model.encodes == len(engine.last_crop_origins)
+    assert dice(result.mask, organ) > 0.97
+
+    single = SegAnyPETEngine(ThresholdModel(), device="cpu", max_crops=1)
+    cut = single.segment(volume, spacing, one_click((55, 19, 19))).mask
+    assert dice(cut, organ) < 0.9  # one 192 mm crop cannot hold a 340 mm organ
+    assert not (cut & ~result.mask).any()
+
+
+def test_an_object_touching_only_the_volume_border_needs_one_crop():
+    shape, spacing = (50, 50, 50), (2.0, 2.0, 2.0)
+    engine = SegAnyPETEngine(ThresholdModel(), device="cpu")
+    organ = np.zeros(shape, bool)
+    organ[0:20, 10:30, 10:30] = True
+    result = engine.segment(np.where(organ, 5.0, 1.0).astype(np.float32), spacing, one_click((5, 20, 20)))
+    assert len(engine.last_crop_origins) == 1
+    assert dice(result.mask, organ) > 0.9
+
+
+# ----------------------------------------------------------------------------- real network and factory
+
+
+def test_a_random_small_network_runs_end_to_end():
+    engine = SegAnyPETEngine(tiny_model(), device="cpu")
+    volume = np.random.default_rng(2).random((40, 50, 60)).astype(np.float32)
+    result = engine.segment(volume, (2.5, 2.0, 2.0), one_click((20, 25, 30)), session_key="k")
+    assert result.mask.shape == volume.shape and result.mask.dtype == bool
+    assert 0.0 <= result.score <= 1.0
+    assert engine.info["variant"] == "custom" and engine.info["demo"] is True
+
+
+def test_the_mixed_precision_path_agrees_with_float32():
+    # bf16 autocast on the CPU stands in for the CUDA path: same casts, same kernels' dtype rules.
+    volume = np.random.default_rng(3).random((50, 50, 50)).astype(np.float32)
+    exact = SegAnyPETEngine(tiny_model(), device="cpu", max_crops=1)
+    mixed = SegAnyPETEngine(tiny_model(), device="cpu", max_crops=1)
+    mixed.amp_dtype = torch.bfloat16
+    reference = exact.segment(volume, (2.0, 2.0, 2.0), one_click((25, 25, 25))).mask
+    first = mixed.segment(volume, (2.0, 2.0, 2.0), one_click((25, 25, 25)), session_key="m")
+    assert (first.mask ^ reference).sum() <= 0.02 * max(reference.sum(), 1)
+    again = mixed.segment(
+        volume, (2.0, 2.0, 2.0), one_click((26, 25, 25)), previous_mask=first.mask, session_key="m"
+    )
+    assert again.mask.shape == volume.shape
+
+
+def test_clearing_a_session_drops_its_cache_entries():
+    engine = SegAnyPETEngine(BlobModel(radius=6), device="cpu")
+    volume = np.ones((40, 40, 40), np.float32)
+    engine.segment(volume, (2.0, 2.0, 2.0), one_click((20, 20, 20)), session_key="closing")
+    engine.segment(volume, (2.0, 2.0, 2.0), one_click((20, 20, 20)), session_key="staying")
+    engine.clear_session("closing")
+    assert len(engine.cache) == 2 and all(key[1] == "staying" for key in engine.cache.keys())
+
+
+def test_the_factory_refuses_to_run_without_weights(monkeypatch, tmp_path):
+    monkeypatch.delenv("SEGANYPET_CHECKPOINT", raising=False)
+    with pytest.raises(SegAnyPETUnavailableError, match="SEGANYPET_CHECKPOINT"):
+        create_seganypet_engine()
+    with pytest.raises(SegAnyPETUnavailableError, match="not a file"):
+        create_seganypet_engine(tmp_path / "missing.pt")
+
+
+def test_the_factory_prefers_the_configured_checkpoint_over_the_demo(monkeypatch, tmp_path):
+    official, demo = tmp_path / "official.pt", tmp_path / "demo.pt"
+    save_checkpoint(tiny_model(1), official)
+    save_checkpoint(tiny_model(2), demo)
+    monkeypatch.delenv("SEGANYPET_CHECKPOINT", raising=False)
+    assert create_seganypet_engine(demo, device="cpu").checkpoint == str(demo)
+    monkeypatch.setenv("SEGANYPET_CHECKPOINT", str(official))
+    engine = create_seganypet_engine(demo, device="cpu")
+    assert engine.checkpoint == str(official)
+    expected = tiny_model(1).state_dict()["mask_decoder.iou_token.weight"]
+    assert torch.equal(engine.model.state_dict()["mask_decoder.iou_token.weight"], expected)
