@@ -1,0 +1,739 @@
+"""A weightless PET engine: the EANM 41 % SUVmax isocontour grown from clicks.
+
+Rules (all deterministic; voxel indices in array axis order):
+
+* **Positive point** — the peak is the hottest voxel within ``peak_search_radius`` voxels of the click
+  (so a click just beside the hottest voxel still finds it; ties go to the first voxel in C order).
+  The region is the 6-connected set of voxels ``>= threshold`` that contains the peak, with
+  ``threshold = max(fraction * peak, floor)``, and its enclosed holes filled (a necrotic core). The floor
+  is ``background_ratio`` times the body background (median of the body voxels of the whole volume, see
+  :func:`body_background`, cached per ``session_key``) and at least ``min_threshold``; it stops a click on
+  background from flooding the body: a peak below the floor gives no region. The region is grown in a
+  crop around the peak that is extended on every side the region touches, up to ``max_half_size_mm`` from
+  the peak; a region cut by that limit is *truncated* (it halves the score). 6-connectivity is used
+  because noisy background percolates far sooner with 26 neighbours.
+* **Several positive points** — union of their regions.
+* **Box** — the voxels of the box ``>= max(fraction * box max, floor)`` in the 6-connected components that
+  contain a voxel of the box's hot core (``>= box_core_fraction * box max``), holes filled. With a box,
+  the regions of positive points are limited to the box.
+* **Previous mask** — the starting point. Its earlier prompts are already in it, so only the newest point
+  (the last one) is applied to it: a positive point adds its region, from which the earlier negative
+  points are carved again (what they removed does not come back; if that would drop the new click
+  itself, the newer click wins); a negative point carves. Without a previous mask every prompt is
+  applied: box and positive points, then negative points in order.
+* **Negative point** ``n`` — outside the current mask it changes nothing. Inside, let ``C`` be the mask's
+  6-connected component that contains ``n``, and the seeds the peaks of the positive points in ``C``.
+  With no seed, nothing in ``C`` was asked for and ``C`` is removed. Otherwise each seed keeps its part of
+  ``C`` and the rest is removed. Levels are compared on the volume smoothed with a 1-voxel Gaussian, and
+  ``t*`` is the lowest level at which ``n`` and the seed are no longer 6-connected inside ``C``:
+
+  1. ``n`` on a colder plateau (under 80 % of the seed's level, with a gentle slope: an organ around a
+     lesion, a colder neighbour): the border lies halfway between the two levels. The seed keeps its part
+     above that level, the plateau's core is the colder part eroded by two voxels, and the voxels in
+     between go to the nearer core.
+  2. ``n`` on the seed's colder edge (it drops out below ``t*``, or is under 60 % of the seed's level):
+     the threshold is raised to ``t*``, just enough to exclude it; the seed keeps its part above ``t*``.
+  3. ``n`` and the seed both above ``t*`` (two hot objects joined by a saddle): each keeps its part at
+     ``t*`` and the voxels in between go to the nearer part, so the cut follows the valley.
+  4. ``n`` hotter than the seed with no valley between them: the clicked object is cut at the level
+     halfway between the two, together with a two-voxel rim, the rest going to the nearer part.
+
+  If a cut would take more than half of ``C`` (typically a seed in a cold pocket such as the cardiac
+  blood pool), it is limited to the voxels nearer to ``n`` than to the seed. Distances are in mm.
+* **Clicked voxels are always honoured** — a positively clicked voxel is in the result (even on
+  background: then the result is that voxel, with a score near 0), a negatively clicked voxel is not.
+  If one voxel is given both ways, only the later click counts.
+* **Score** — ``(1 - shell mean / inside mean) * n / (n + 2)`` with ``n`` the voxel count and the shell
+  the voxels 2–3 voxels outside the mask, halved when a region was truncated: contrast with the
+  surroundings, discounted for tiny (noise-sized) results; 0 for an empty mask.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from worker.engines.base import Box, Point, PromptError, Prompts, SegmentationResult
+
+Index = tuple[int, int, int]
+
+_FACE_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
+_BACKGROUND_STRIDE = 4
+_BACKGROUND_CACHE_SIZE = 32
+# A negative point under this fraction of the seeds' level is on their surroundings, not on another object.
+_COLDER = 0.6
+# A plateau must be clearly colder than the seed (under this fraction of its level) to be cut off halfway;
+# closer levels are two similar objects, separated at their valley instead.
+_PLATEAU_RATIO = 0.8
+# Below this slope (per voxel, as a fraction of the two levels' difference) a negative point is on a plateau.
+_PLATEAU_SLOPE = 0.2
+# Voxels around a cut-out object that may still belong to it (about one PSF width on clinical PET grids).
+_RIM_VOXELS = 2
+_SCORE_FULL_RESOLUTION_VOXELS = 500_000
+# Above this many voxels, distances for splitting are computed on 2×2×2 blocks (8× faster, ±1 voxel).
+_EXACT_DISTANCE_VOXELS = 200_000
+
+
+def _triple(values: Iterable[int] | Iterable[np.integer]) -> Index:
+    a, b, c = (int(v) for v in values)
+    return a, b, c
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """A half-open box ``[lower, upper)`` in voxel indices."""
+
+    lower: Index
+    upper: Index
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        lower, upper = self.lower, self.upper
+        return slice(lower[0], upper[0]), slice(lower[1], upper[1]), slice(lower[2], upper[2])
+
+    @property
+    def shape(self) -> Index:
+        return _triple(hi - lo for lo, hi in zip(self.lower, self.upper, strict=True))
+
+    def local(self, index: Index) -> Index:
+        return _triple(i - lo for i, lo in zip(index, self.lower, strict=True))
+
+    def contains(self, index: Index) -> bool:
+        return all(lo <= i < hi for i, lo, hi in zip(index, self.lower, self.upper, strict=True))
+
+    def union(self, other: _Bounds) -> _Bounds:
+        return _Bounds(_triple(map(min, self.lower, other.lower)), _triple(map(max, self.upper, other.upper)))
+
+    def padded(self, pad: int, shape: tuple[int, ...]) -> _Bounds:
+        return _Bounds(
+            _triple(max(0, lo - pad) for lo in self.lower),
+            _triple(min(s, hi + pad) for hi, s in zip(self.upper, shape, strict=True)),
+        )
+
+
+@dataclass(frozen=True)
+class _Region:
+    """A boolean mask stored in the crop ``bounds`` of the volume."""
+
+    bounds: _Bounds
+    mask: np.ndarray
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class _Seed:
+    """A positive click, the peak its region grows from, and the region's threshold."""
+
+    click: Index
+    peak: Index
+    threshold: float
+
+
+def body_background(volume: np.ndarray) -> float:
+    """A robust body background level: median of the voxels above 10 % of the 99.5th percentile.
+
+    Computed on every ``_BACKGROUND_STRIDE``-th voxel per axis (fast on whole-body volumes); the 10 %
+    level leaves out air and keeps soft tissue, whatever the units (SUV, Bq/ml).
+    """
+    sample = np.asarray(
+        volume[tuple(slice(None, None, _BACKGROUND_STRIDE) for _ in range(3))], dtype=np.float32
+    )
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return 0.0
+    high = float(np.percentile(sample, 99.5))
+    if high <= 0:
+        return 0.0
+    body = sample[sample > 0.1 * high]
+    return float(np.median(body)) if body.size else 0.0
+
+
+def _bounding_bounds(mask: np.ndarray) -> _Bounds | None:
+    """The tight box around the ``True`` voxels of ``mask``, or ``None`` when it is empty."""
+    lower: list[int] = []
+    upper: list[int] = []
+    for axis in range(mask.ndim):
+        other_axes = tuple(a for a in range(mask.ndim) if a != axis)
+        present = np.flatnonzero(mask.any(axis=other_axes))
+        if present.size == 0:
+            return None
+        lower.append(int(present[0]))
+        upper.append(int(present[-1]) + 1)
+    return _Bounds(_triple(lower), _triple(upper))
+
+
+def _component_containing(binary: np.ndarray, seeds: list[Index]) -> np.ndarray:
+    """The 6-connected components of ``binary`` that contain any of ``seeds`` (local indices)."""
+    labels, _ = ndimage.label(binary, structure=_FACE_CONNECTIVITY)
+    wanted = {int(labels[s]) for s in seeds} - {0}
+    if not wanted:
+        return np.zeros_like(binary)
+    return np.isin(labels, list(wanted))
+
+
+def _nearer_to_second(
+    candidates: np.ndarray, first: Index, second: Index, spacing: tuple[float, float, float]
+) -> np.ndarray:
+    """Voxels of ``candidates`` strictly nearer (in mm) to voxel ``second`` than to voxel ``first``."""
+    # The two-point Voronoi boundary is the bisecting plane: sign of (x - midpoint) · (second - first).
+    side: np.ndarray | float = 0.0
+    for axis in range(3):
+        direction = (second[axis] - first[axis]) * spacing[axis] ** 2
+        if direction == 0:
+            continue
+        coordinate = np.arange(candidates.shape[axis], dtype=np.float64) - 0.5 * (first[axis] + second[axis])
+        view = [1, 1, 1]
+        view[axis] = -1
+        side = side + direction * coordinate.reshape(view)
+    return candidates & (np.asarray(side) > 0)
+
+
+def _nearest_split(
+    candidates: np.ndarray,
+    keep_core: np.ndarray,
+    remove_core: np.ndarray,
+    spacing: tuple[float, float, float],
+) -> np.ndarray:
+    """Voxels of ``candidates`` to remove: the remove core plus the voxels nearer to it (ties are kept)."""
+    if not remove_core.any():
+        return np.zeros_like(candidates)
+    if not keep_core.any():
+        return candidates.copy()
+    to_remove = _distance_to(remove_core, spacing)
+    to_keep = _distance_to(keep_core, spacing)
+    return candidates & (remove_core | ((to_remove < to_keep) & ~keep_core))
+
+
+def _distance_to(core: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Distance (mm) from every voxel to ``core``; on large crops computed on 2×2×2 blocks (±1 voxel)."""
+    if core.size <= _EXACT_DISTANCE_VOXELS:
+        return ndimage.distance_transform_edt(~core, sampling=spacing)
+    padded = np.pad(core, [(0, n % 2) for n in core.shape])
+    a, b, c = (n // 2 for n in padded.shape)
+    blocks = padded.reshape(a, 2, b, 2, c, 2).any(axis=(1, 3, 5))
+    coarse = ndimage.distance_transform_edt(~blocks, sampling=tuple(2 * s for s in spacing))
+    fine = coarse.repeat(2, axis=0).repeat(2, axis=1).repeat(2, axis=2)
+    return fine[: core.shape[0], : core.shape[1], : core.shape[2]]
+
+
+class ClassicalPETEngine:
+    """Threshold-based interactive PET segmentation (EANM 41 % isocontour); no weights, CPU only."""
+
+    name = "threshold"
+
+    def __init__(
+        self,
+        fraction: float = 0.41,
+        peak_search_radius: int = 2,
+        background_ratio: float = 1.5,
+        min_threshold: float = 0.0,
+        initial_half_size_mm: float = 40.0,
+        max_half_size_mm: float = 200.0,
+        box_core_fraction: float = 0.8,
+    ) -> None:
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+        if peak_search_radius < 0:
+            raise ValueError("peak_search_radius must be >= 0")
+        if not 0 < initial_half_size_mm <= max_half_size_mm:
+            raise ValueError("need 0 < initial_half_size_mm <= max_half_size_mm")
+        self.fraction = fraction
+        self.peak_search_radius = peak_search_radius
+        self.background_ratio = background_ratio
+        self.min_threshold = min_threshold
+        self.initial_half_size_mm = initial_half_size_mm
+        self.max_half_size_mm = max_half_size_mm
+        self.box_core_fraction = box_core_fraction
+        self._background_by_session: OrderedDict[str, float] = OrderedDict()
+
+    # ------------------------------------------------------------------ public API
+
+    def segment(
+        self,
+        volume: np.ndarray,
+        spacing: tuple[float, float, float],
+        prompts: Prompts,
+        previous_mask: np.ndarray | None = None,
+        session_key: str | None = None,
+    ) -> SegmentationResult:
+        started = time.perf_counter()
+        _check_inputs(volume, spacing, prompts, previous_mask)
+        spacing = (float(spacing[0]), float(spacing[1]), float(spacing[2]))
+        floor = self._floor(volume, session_key)
+        after_floor = time.perf_counter()
+
+        points = _resolve_conflicts(prompts.points)
+        limit = _Bounds(prompts.box.lower, prompts.box.upper) if prompts.box is not None else None
+        seed_by_click = {p.index: self._seed_for(volume, p.index, floor, limit) for p in points if p.positive}
+        seeds = [seed for seed in seed_by_click.values() if seed is not None]
+        previous_bounds = _bounding_bounds(previous_mask) if previous_mask is not None else None
+        parts: list[_Bounds] = []
+        if previous_mask is not None and previous_bounds is not None:
+            mask = previous_mask.astype(bool, copy=True)
+            parts.append(previous_bounds)
+        else:
+            mask = np.zeros(volume.shape, dtype=bool)
+        # With a (non-empty) previous mask the earlier prompts are already in it: only the newest point is
+        # applied (or the box, when there is no point). Without one, every prompt is applied, positives first.
+        incremental = previous_bounds is not None
+        to_apply = points[-1:] if incremental else sorted(points, key=lambda p: not p.positive)
+        truncated = False
+        if prompts.box is not None and not (incremental and points):
+            truncated |= self._paste(mask, parts, self._box_region(volume, prompts.box, floor))
+        earlier_negatives = [p.index for p in points if not p.positive] if incremental else []
+        for point in (p for p in to_apply if p.positive):
+            seed = seed_by_click[point.index]
+            if seed is not None:
+                region = self._grow(volume, spacing, seed.peak, seed.threshold, limit)
+                # Earlier negative clicks still hold: what they removed must not come back with this region.
+                region = self._carved_region(volume, spacing, region, earlier_negatives, seeds)
+                truncated |= self._paste(mask, parts, region)
+        after_positives = time.perf_counter()
+
+        for point in (p for p in to_apply if not p.positive):
+            if parts:
+                self._carve(volume, spacing, mask, _union_all(parts), point.index, seeds)
+        for point in (p for p in to_apply if p.positive):
+            if not mask[point.index]:  # a positively clicked voxel is always in the result
+                mask[point.index] = True
+                parts.append(_Bounds(point.index, _triple(i + 1 for i in point.index)))
+        after_negatives = time.perf_counter()
+
+        score = self._score(volume, mask, _union_all(parts) if parts else None, truncated)
+        finished = time.perf_counter()
+        timings = {
+            "background": 1000 * (after_floor - started),
+            "positive": 1000 * (after_positives - after_floor),
+            "negative": 1000 * (after_negatives - after_positives),
+            "score": 1000 * (finished - after_negatives),
+            "total": 1000 * (finished - started),
+        }
+        return SegmentationResult(mask=mask, score=score, timings_ms=timings)
+
+    # ------------------------------------------------------------------ thresholds
+
+    def _floor(self, volume: np.ndarray, session_key: str | None) -> float:
+        """The lowest threshold any region may use (background-relative, never below ``min_threshold``)."""
+        if session_key is None:
+            background = body_background(volume)
+        elif session_key in self._background_by_session:
+            background = self._background_by_session[session_key]
+            self._background_by_session.move_to_end(session_key)
+        else:
+            background = body_background(volume)
+            self._background_by_session[session_key] = background
+            if len(self._background_by_session) > _BACKGROUND_CACHE_SIZE:
+                self._background_by_session.popitem(last=False)
+        return max(self.min_threshold, self.background_ratio * background)
+
+    def _threshold(self, peak_value: float, floor: float) -> float | None:
+        """The isocontour level for a peak, or ``None`` when the peak is not above the floor."""
+        if not math.isfinite(peak_value) or peak_value < floor or peak_value <= 0:
+            return None
+        return max(self.fraction * peak_value, floor)
+
+    def _peak_near(
+        self,
+        volume: np.ndarray,
+        index: Index,
+        allowed: np.ndarray | None = None,
+        allowed_bounds: _Bounds | None = None,
+    ) -> tuple[Index, float]:
+        """The hottest voxel within ``peak_search_radius`` of ``index`` (first in C order on ties).
+
+        With ``allowed`` (a mask in ``allowed_bounds``), only its voxels are candidates; the clicked voxel
+        is returned when none is.
+        """
+        r = self.peak_search_radius
+        window = _Bounds(
+            _triple(max(0, i - r) for i in index),
+            _triple(min(s, i + r + 1) for i, s in zip(index, volume.shape, strict=True)),
+        )
+        values = np.array(volume[window.slices], dtype=np.float64)
+        values[~np.isfinite(values)] = -np.inf
+        if allowed is not None and allowed_bounds is not None:
+            inside = _paste_into(allowed, allowed_bounds, window)
+            values[~inside] = -np.inf
+        flat = int(np.argmax(values))
+        if not np.isfinite(values.flat[flat]):
+            return index, float(volume[index])
+        local = np.unravel_index(flat, values.shape)
+        peak = _triple(lo + i for lo, i in zip(window.lower, local, strict=True))
+        return peak, float(values.flat[flat])
+
+    # ------------------------------------------------------------------ positive prompts
+
+    def _seed_for(
+        self, volume: np.ndarray, index: Index, floor: float, limit: _Bounds | None
+    ) -> _Seed | None:
+        """Where a positive click's region grows from and at which level; ``None`` below the floor."""
+        allowed = np.ones(limit.shape, dtype=bool) if limit is not None else None
+        peak, peak_value = self._peak_near(volume, index, allowed, limit)
+        threshold = self._threshold(peak_value, floor)
+        return None if threshold is None else _Seed(index, peak, threshold)
+
+    def _grow(
+        self,
+        volume: np.ndarray,
+        spacing: tuple[float, float, float],
+        seed: Index,
+        threshold: float,
+        limit: _Bounds | None,
+    ) -> _Region:
+        """The 6-connected region ``>= threshold`` around ``seed``, in a crop extended where it is touched."""
+        shape = volume.shape
+        outer = limit if limit is not None else _Bounds((0, 0, 0), _triple(shape))
+        initial = [max(1, math.ceil(self.initial_half_size_mm / s)) for s in spacing]
+        maximum = [max(1, math.ceil(self.max_half_size_mm / s)) for s in spacing]
+        hard_lower = [max(o, i - m) for o, i, m in zip(outer.lower, seed, maximum, strict=True)]
+        hard_upper = [min(o, i + m + 1) for o, i, m in zip(outer.upper, seed, maximum, strict=True)]
+        lower = [max(h, i - r) for h, i, r in zip(hard_lower, seed, initial, strict=True)]
+        upper = [min(h, i + r + 1) for h, i, r in zip(hard_upper, seed, initial, strict=True)]
+        while True:
+            bounds = _Bounds(_triple(lower), _triple(upper))
+            binary = np.asarray(volume[bounds.slices]) >= threshold
+            region = _component_containing(binary, [bounds.local(seed)])
+            grew = False
+            truncated = False
+            for axis in range(3):
+                for side, touches in (
+                    (0, _touches_face(region, axis, 0)),
+                    (1, _touches_face(region, axis, -1)),
+                ):
+                    if not touches:
+                        continue
+                    if side == 0 and lower[axis] > hard_lower[axis]:
+                        reach = seed[axis] - lower[axis]
+                        lower[axis] = max(hard_lower[axis], seed[axis] - 2 * max(reach, 1))
+                        grew = True
+                    elif side == 1 and upper[axis] < hard_upper[axis]:
+                        reach = upper[axis] - 1 - seed[axis]
+                        upper[axis] = min(hard_upper[axis], seed[axis] + 2 * max(reach, 1) + 1)
+                        grew = True
+                    elif (side == 0 and hard_lower[axis] > outer.lower[axis]) or (
+                        side == 1 and hard_upper[axis] < outer.upper[axis]
+                    ):
+                        truncated = True
+            if not grew:
+                return _Region(bounds, ndimage.binary_fill_holes(region), truncated)
+
+    def _box_region(self, volume: np.ndarray, box: Box, floor: float) -> _Region | None:
+        bounds = _Bounds(box.lower, box.upper)
+        values = np.asarray(volume[bounds.slices], dtype=np.float64)
+        finite = np.where(np.isfinite(values), values, -np.inf)
+        box_max = float(finite.max())
+        threshold = self._threshold(box_max, floor)
+        if threshold is None:
+            return None
+        labels, _ = ndimage.label(finite >= threshold, structure=_FACE_CONNECTIVITY)
+        core_labels = np.unique(labels[finite >= self.box_core_fraction * box_max])
+        core_labels = core_labels[core_labels > 0]
+        return _Region(bounds, ndimage.binary_fill_holes(np.isin(labels, core_labels)))
+
+    @staticmethod
+    def _paste(mask: np.ndarray, parts: list[_Bounds], region: _Region | None) -> bool:
+        """Adds ``region`` to the full ``mask``; returns whether it was truncated."""
+        if region is None or not region.mask.any():
+            return False
+        mask[region.bounds.slices] |= region.mask
+        parts.append(region.bounds)
+        return region.truncated
+
+    # ------------------------------------------------------------------ negative prompts
+
+    def _carved_region(
+        self,
+        volume: np.ndarray,
+        spacing: tuple[float, float, float],
+        region: _Region,
+        negatives: list[Index],
+        seeds: list[_Seed],
+    ) -> _Region:
+        """``region`` with the negative points inside it carved out (as they would carve the mask)."""
+        inside = [n for n in negatives if region.bounds.contains(n) and region.mask[region.bounds.local(n)]]
+        if not inside:
+            return region
+        scratch = np.zeros(volume.shape, dtype=bool)
+        scratch[region.bounds.slices] = region.mask
+        newest = seeds[-1].click if seeds else None
+        for negative in inside:
+            before = scratch[region.bounds.slices].copy()
+            self._carve(volume, spacing, scratch, region.bounds, negative, seeds)
+            if newest is not None and not scratch[newest]:
+                # This cut would take the newest positive click with it: the newer click wins.
+                scratch[region.bounds.slices] = before
+        return _Region(region.bounds, scratch[region.bounds.slices].copy(), region.truncated)
+
+    def _carve(
+        self,
+        volume: np.ndarray,
+        spacing: tuple[float, float, float],
+        mask: np.ndarray,
+        mask_bounds: _Bounds,
+        index: Index,
+        seeds: list[_Seed],
+    ) -> None:
+        """Removes the part of ``mask`` that the negative point ``index`` designates (module doc rules)."""
+        if not mask[index]:
+            return
+        labels, _ = ndimage.label(mask[mask_bounds.slices], structure=_FACE_CONNECTIVITY)
+        label = labels[mask_bounds.local(index)]
+        component_slices = ndimage.find_objects(labels)[label - 1]
+        bounds = _Bounds(
+            _triple(lo + s.start for lo, s in zip(mask_bounds.lower, component_slices, strict=True)),
+            _triple(lo + s.stop for lo, s in zip(mask_bounds.lower, component_slices, strict=True)),
+        )
+        component = labels[component_slices] == label
+        values = np.asarray(volume[bounds.slices], dtype=np.float64)
+        local_negative = bounds.local(index)
+        local_seeds: list[Index] = []
+        for seed in seeds:
+            # A seed belongs to this component by its peak or, failing that, by the clicked voxel.
+            for candidate in (seed.peak, seed.click):
+                local = bounds.local(candidate)
+                if bounds.contains(candidate) and component[local] and local != local_negative:
+                    local_seeds.append(local)
+                    break
+
+        if not local_seeds:
+            removal = component
+        else:
+            removal = self._removal_for_seeds(values, component, spacing, local_negative, local_seeds)
+        removal[local_negative] = True
+        mask[bounds.slices] &= ~removal
+
+    def _removal_for_seeds(
+        self,
+        values: np.ndarray,
+        component: np.ndarray,
+        spacing: tuple[float, float, float],
+        negative: Index,
+        seeds: list[Index],
+    ) -> np.ndarray:
+        """What a negative point removes from a component that also holds positive seeds.
+
+        Each seed keeps what it claims against the negative point (:meth:`_kept_by_seed`); the rest goes.
+        Levels are compared on lightly smoothed values so that noise does not decide where to cut.
+        """
+        smoothed = _smoothed(values)
+        kept = np.zeros_like(component)
+        for seed in seeds:
+            kept |= self._kept_by_seed(smoothed, component, spacing, negative, seed)
+        return component & ~kept
+
+    @staticmethod
+    def _kept_by_seed(
+        smoothed: np.ndarray,
+        component: np.ndarray,
+        spacing: tuple[float, float, float],
+        negative: Index,
+        seed: Index,
+    ) -> np.ndarray:
+        """The part of ``component`` that ``seed`` keeps when ``negative`` is clicked in it."""
+        seed_only = _voxels(component, [seed])
+        split_level = _separating_level(smoothed, component, negative, seed)
+        if split_level is None:  # a flat plateau: only geometry can separate them
+            return component & ~_nearer_to_second(component, seed, negative, spacing)
+        above = component & (smoothed >= split_level)
+        negative_level, seed_level = float(smoothed[negative]), float(smoothed[seed])
+        if negative_level < _PLATEAU_RATIO * seed_level and _slope_at(
+            smoothed, negative, spacing
+        ) < _PLATEAU_SLOPE * (seed_level - negative_level):
+            # The negative point is on a colder plateau (an organ around a lesion, a colder neighbour): the
+            # border lies halfway between the two levels.
+            plateau = _plateau_split(smoothed, component, spacing, negative, seed, seed_level, negative_level)
+            if plateau is not None:
+                return plateau
+        if above[seed] and (not above[negative] or negative_level < _COLDER * seed_level):
+            # The negative point is on the seed's colder edge: raise the threshold just enough to drop it.
+            return _component_containing(above, [seed])
+        if above[seed]:
+            # Two hot objects joined by a saddle: cut along the valley.
+            keep_core = _component_containing(above, [seed])
+            remove_core = _component_containing(above, [negative])
+        else:
+            # The clicked object is hotter and the level rises into it without a valley: cut halfway
+            # between the two levels; the clicked object's rim goes with it.
+            halfway = 0.5 * (seed_level + negative_level)
+            remove_core = _component_containing(component & (smoothed >= halfway), [negative])
+            if remove_core[seed]:
+                return component & ~_nearer_to_second(component, seed, negative, spacing)
+            margin = ndimage.binary_dilation(
+                remove_core, structure=_FACE_CONNECTIVITY, iterations=_RIM_VOXELS
+            )
+            keep_core = _component_containing(component & ~margin, [seed]) | seed_only
+        removal = _nearest_split(component, keep_core, remove_core, spacing)
+        if 2 * int(removal.sum()) > int(component.sum()):
+            # A cut that takes most of the object usually means the seed sits in a cold pocket (blood pool):
+            # limit it to the voxels nearer to the negative point than to the seed.
+            removal &= _nearer_to_second(component, seed, negative, spacing)
+        return component & ~removal
+
+    # ------------------------------------------------------------------ score
+
+    def _score(self, volume: np.ndarray, mask: np.ndarray, bounds: _Bounds | None, truncated: bool) -> float:
+        if bounds is None:
+            return 0.0
+        padded = bounds.padded(3, volume.shape)
+        inside = mask[padded.slices]
+        count = int(inside.sum())
+        if count == 0:
+            return 0.0
+        values = np.asarray(volume[padded.slices], dtype=np.float64)
+        if inside.size > _SCORE_FULL_RESOLUTION_VOXELS:  # a large object: every other voxel is plenty
+            inside, values = inside[::2, ::2, ::2], values[::2, ::2, ::2]
+        near = ndimage.binary_dilation(inside, structure=_FACE_CONNECTIVITY, iterations=1)
+        far = ndimage.binary_dilation(near, structure=_FACE_CONNECTIVITY, iterations=2)
+        shell = far & ~near
+        inside_mean = float(values[inside].mean())
+        if inside_mean <= 0 or not math.isfinite(inside_mean):
+            return 0.0
+        shell_mean = float(values[shell].mean()) if shell.any() else 0.0
+        contrast = min(1.0, max(0.0, 1.0 - shell_mean / inside_mean))
+        score = contrast * count / (count + 2)
+        if truncated:
+            score *= 0.5
+        return float(min(1.0, max(0.0, score)))
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _check_inputs(
+    volume: np.ndarray,
+    spacing: tuple[float, float, float],
+    prompts: Prompts,
+    previous_mask: np.ndarray | None,
+) -> None:
+    if volume.ndim != 3:
+        raise PromptError(f"expected a 3D volume, got shape {tuple(volume.shape)}")
+    if len(spacing) != 3 or not all(math.isfinite(float(s)) and float(s) > 0 for s in spacing):
+        raise PromptError(f"spacing must be three positive numbers, got {spacing}")
+    prompts.validate(volume.shape)
+    if previous_mask is not None and previous_mask.shape != volume.shape:
+        raise PromptError(f"previous mask shape {previous_mask.shape} differs from volume {volume.shape}")
+
+
+def _resolve_conflicts(points: tuple[Point, ...]) -> list[Point]:
+    """The points in order; for a voxel given twice only the later point is kept."""
+    last_by_index: dict[Index, Point] = {}
+    for point in points:
+        index = _triple(point.index)
+        last_by_index.pop(index, None)  # re-insert so the order follows the later click
+        last_by_index[index] = Point(index, point.positive)
+    return list(last_by_index.values())
+
+
+def _union_all(parts: list[_Bounds]) -> _Bounds:
+    bounds = parts[0]
+    for other in parts[1:]:
+        bounds = bounds.union(other)
+    return bounds
+
+
+def _touches_face(region: np.ndarray, axis: int, position: int) -> bool:
+    return bool(np.take(region, position, axis=axis).any())
+
+
+def _paste_into(source: np.ndarray, source_bounds: _Bounds, target: _Bounds) -> np.ndarray:
+    """``source`` (stored in ``source_bounds``) seen through the box ``target``; outside it is ``False``."""
+    out = np.zeros(target.shape, dtype=bool)
+    lower = [max(a, b) for a, b in zip(source_bounds.lower, target.lower, strict=True)]
+    upper = [min(a, b) for a, b in zip(source_bounds.upper, target.upper, strict=True)]
+    if any(lo >= hi for lo, hi in zip(lower, upper, strict=True)):
+        return out
+    out_slices = tuple(slice(lo - t, hi - t) for lo, hi, t in zip(lower, upper, target.lower, strict=True))
+    src_slices = tuple(
+        slice(lo - s, hi - s) for lo, hi, s in zip(lower, upper, source_bounds.lower, strict=True)
+    )
+    out[out_slices] = source[src_slices]
+    return out
+
+
+def _smoothed(values: np.ndarray) -> np.ndarray:
+    """Values smoothed with a 1-voxel Gaussian (noise percolates through thresholds otherwise)."""
+    return ndimage.gaussian_filter(values, sigma=1.0, mode="nearest", truncate=2.0)
+
+
+def _plateau_split(
+    smoothed: np.ndarray,
+    component: np.ndarray,
+    spacing: tuple[float, float, float],
+    negative: Index,
+    seed: Index,
+    seed_level: float,
+    negative_level: float,
+) -> np.ndarray | None:
+    """What ``seed`` keeps when ``negative`` lies on a colder plateau (an organ around a lesion).
+
+    The seed's core is its part above the level halfway between the two; the plateau's core is the colder
+    part eroded by ``_RIM_VOXELS`` (so the seed's own thin rim is not taken for the plateau); the voxels in
+    between go to the nearer core. ``None`` when the plateau is too thin to have a core.
+    """
+    halfway = 0.5 * (seed_level + negative_level)
+    keep_core = _component_containing(component & (smoothed >= halfway), [seed])
+    colder = ndimage.binary_erosion(
+        component & (smoothed < halfway), structure=_FACE_CONNECTIVITY, iterations=_RIM_VOXELS
+    )
+    remove_core = _component_containing(colder, [negative])
+    if not remove_core.any() or not keep_core.any():
+        return None
+    return component & ~_nearest_split(component, keep_core, remove_core, spacing)
+
+
+def _slope_at(values: np.ndarray, index: Index, spacing: tuple[float, float, float]) -> float:
+    """Gradient magnitude at ``index`` per voxel step of the finest axis (central differences)."""
+    finest = min(spacing)
+    squares = 0.0
+    for axis in range(3):
+        below = list(index)
+        above = list(index)
+        below[axis] = max(0, index[axis] - 1)
+        above[axis] = min(values.shape[axis] - 1, index[axis] + 1)
+        steps = above[axis] - below[axis]
+        if steps:
+            derivative = (float(values[tuple(above)]) - float(values[tuple(below)])) / (steps * spacing[axis])
+            squares += (derivative * finest) ** 2
+    return squares**0.5
+
+
+def _voxels(like: np.ndarray, indices: list[Index]) -> np.ndarray:
+    marked = np.zeros_like(like, dtype=bool)
+    for index in indices:
+        marked[index] = True
+    return marked
+
+
+def _separating_level(
+    values: np.ndarray, component: np.ndarray, negative: Index, seed: Index
+) -> float | None:
+    """The lowest level ``t`` at which ``negative`` and ``seed`` are not 6-connected in ``component >= t``.
+
+    Usually the colder of the two simply drops out just above its own value (one labelling). Otherwise a
+    saddle separates them below that, found by bisection to 1/1024 of the range (connection only gets rarer
+    as ``t`` rises). ``None`` when they stay connected until both drop together (equal values).
+    """
+
+    def connected(level: float) -> bool:
+        labels, _ = ndimage.label(component & (values >= level), structure=_FACE_CONNECTIVITY)
+        return bool(labels[negative] != 0 and labels[negative] == labels[seed])
+
+    top = min(float(values[negative]), float(values[seed]))
+    if connected(top):
+        if float(values[negative]) == float(values[seed]):
+            return None
+        return float(np.nextafter(top, np.inf))
+    low, high = float(values[component].min()), top
+    for _ in range(10):
+        middle = 0.5 * (low + high)
+        if connected(middle):
+            low = middle
+        else:
+            high = middle
+    return high
