@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "channels",
     "backend.projects",
     "backend.imaging",
+    "backend.annotations",
     "backend.health",
     "backend.interactive",
 ]
@@ -151,6 +152,7 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "backend.projects.api_base.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {

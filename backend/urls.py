@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
+from backend.annotations.views import AnnotationViewSet, AssignmentViewSet, AuditEventViewSet
 from backend.health.views import health
 from backend.imaging.views import ScanViewSet
 from backend.projects.views import LabelViewSet, MembershipViewSet, ProjectViewSet
@@ -15,6 +16,9 @@ router.register("projects", ProjectViewSet, basename="project")
 router.register(r"projects/(?P<project_pk>[0-9]+)/members", MembershipViewSet, basename="membership")
 router.register(r"projects/(?P<project_pk>[0-9]+)/labels", LabelViewSet, basename="label")
 router.register(r"projects/(?P<project_pk>[0-9]+)/scans", ScanViewSet, basename="scan")
+router.register(r"projects/(?P<project_pk>[0-9]+)/annotations", AnnotationViewSet, basename="annotation")
+router.register(r"projects/(?P<project_pk>[0-9]+)/assignments", AssignmentViewSet, basename="assignment")
+router.register(r"projects/(?P<project_pk>[0-9]+)/audit", AuditEventViewSet, basename="audit")
 
 urlpatterns = [
     path("", home, name="home"),

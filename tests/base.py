@@ -6,6 +6,8 @@ import numpy as np
 from django.contrib.auth.models import User
 from django.test import TestCase
 
+from backend.annotations.models import Annotation, Assignment
+from backend.annotations.services import open_annotation, save_version
 from backend.imaging import storage
 from backend.imaging.models import Modality, Scan, Series
 from backend.projects.models import Label, LabelKind, Membership, Project
@@ -41,7 +43,20 @@ def make_project_world(prefix: str) -> dict:
     label = Label.objects.create(project=project, name="liver", value=1, color="#aa5500", kind=LabelKind.ORGAN)
     scan = Scan.objects.create(project=project, name=f"{prefix} scan", tracer="FDG", status="ready")
     add_tiny_series(scan)
-    return {"project": project, "label": label, "scan": scan, **people}
+    annotation = add_annotation(scan, people["annotator"], label)
+    Assignment.objects.create(project=project, scan=scan, annotator=people["annotator"], assigned_by=people["manager"])
+    return {"project": project, "label": label, "scan": scan, "annotation": annotation, **people}
+
+
+def add_annotation(scan: Scan, annotator: User, label: Label) -> Annotation:
+    """A draft annotation with one version holding one 2×2×2 object."""
+    annotation, _ = open_annotation(scan, annotator)
+    objects = np.zeros((4, 4, 4), dtype=np.uint8)
+    objects[1:3, 1:3, 1:3] = 1
+    save_version(annotation, annotator, base_version_id=None, object_map=objects,
+                 segments=[{"id": 1, "label": label.pk}], source="manual")
+    annotation.refresh_from_db()
+    return annotation
 
 
 class BaseTestCase(TestCase):

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from django.db.models import ProtectedError
 from rest_framework import viewsets
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
 
 from .access import membership_for
 from .models import Membership, Role
@@ -62,3 +65,21 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
     def project(self):
         return self.membership.project
 
+
+
+def api_exception_handler(exc, context):
+    """Errors of our own services become clear 4xx answers instead of 500s."""
+    from backend.annotations.masks import MaskError
+    from backend.annotations.services import WorkflowError
+    from backend.imaging.ingest import IngestError
+    from worker.engines.base import PromptError
+
+    if isinstance(exc, WorkflowError):
+        return Response({"detail": exc.message, "code": exc.code, **exc.extra}, status=exc.status_code)
+    if isinstance(exc, MaskError | IngestError | PromptError):
+        return Response({"detail": str(exc), "code": "invalid"}, status=400)
+    if isinstance(exc, ProtectedError):
+        kinds = sorted({str(obj._meta.verbose_name_plural) for obj in exc.protected_objects})
+        return Response({"detail": f"It cannot be deleted while it has {', '.join(kinds)}: annotation work is "
+                                   "never deleted silently.", "code": "protected"}, status=409)
+    return exception_handler(exc, context)

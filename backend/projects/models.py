@@ -15,7 +15,13 @@ class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
     # Engine used for interactive segmentation unless a request names another.
-    default_engine = models.CharField(max_length=50, default="classical")
+    default_engine = models.CharField(max_length=50, default="threshold")
+    required_approvals = models.PositiveSmallIntegerField(
+        default=1, help_text="How many distinct reviewers must approve an annotation."
+    )
+    blinded_double_read = models.BooleanField(
+        default=False, help_text="Annotators do not see each other's work on a scan until both have submitted."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
 

@@ -11,7 +11,8 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["id", "name", "description", "default_engine", "created_at", "my_roles"]
+        fields = ["id", "name", "description", "default_engine", "required_approvals", "blinded_double_read",
+                  "created_at", "my_roles"]
         read_only_fields = ["id", "created_at", "my_roles"]
 
     def get_my_roles(self, project: Project) -> list[str]:

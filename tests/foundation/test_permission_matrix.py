@@ -110,9 +110,12 @@ def test_role_matrix(route: Route, method: str, action: str, role: str) -> None:
 
 @pytest.mark.django_db
 def test_cross_project_object_ids_answer_404() -> None:
-    """A manager of one project asking for another project's object through their own project."""
+    """A member holding every role in their own project asks for another project's objects through it."""
     world = make_project_world("alice")
     other = make_project_world("charlie")
+    membership = other["project"].memberships.get(user=other["manager"])
+    membership.set_roles(["manager", "annotator", "reviewer"])
+    membership.save()
     client = APIClient()
     client.force_authenticate(other["manager"])
     checked = 0
