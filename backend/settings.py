@@ -89,8 +89,10 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
-    # Several ASGI threads and in-process tasks write at once; wait instead of "database is locked".
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Several ASGI threads and in-process tasks write at once: wait instead of "database is locked",
+    # and take the write lock when a transaction starts, so that a check-then-write (a save against
+    # a base version) cannot interleave with another one (SQLite ignores SELECT ... FOR UPDATE).
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

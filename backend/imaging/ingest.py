@@ -205,7 +205,28 @@ def _ingest_nifti(scan: Scan, pet_path: Path, pet_units: str, ct_path: Path | No
             storage.write_volume(_rel(scan, IMPORTED_LABELS_FILE), labels.array, labels.affine, kind="label")
             scan.imported_labels_file = _rel(scan, IMPORTED_LABELS_FILE)
         _finish(scan, pet_series, suv, warnings=[])
+        if labels is not None:
+            _import_label_map_as_draft(scan, labels.array)
     _report(scan, progress, 1.0, scan.get_status_display())
+
+
+def _import_label_map_as_draft(scan: Scan, label_map: np.ndarray) -> None:
+    """The uploaded label map becomes the uploader's draft annotation (values = the project's label values)."""
+    from backend.annotations.agreement import objects_from_label_map
+    from backend.annotations.services import open_annotation, save_version
+
+    labels = {label.value: label for label in scan.project.labels.all()}
+    unknown = sorted(int(v) for v in np.unique(label_map) if v and int(v) not in labels)
+    if unknown:
+        raise IngestError(f"The label map holds values {unknown[:10]} that are not in the project's label set "
+                          f"({', '.join(f'{v}={label.name}' for v, label in sorted(labels.items()))}).")
+    if scan.created_by is None:
+        raise IngestError("An imported label map needs an uploader to own the draft annotation.")
+    objects, pairs = objects_from_label_map(label_map, {v for v, label in labels.items() if label.kind == "lesion"})
+    annotation, _ = open_annotation(scan, scan.created_by)
+    save_version(annotation, scan.created_by, base_version_id=annotation.current_version_id, object_map=objects,
+                 segments=[{"id": i, "label": labels[v].pk} for i, v in pairs], source="imported",
+                 message="label map uploaded with the scan")
 
 
 def _read_nifti(path: Path, what: str, kind: str):

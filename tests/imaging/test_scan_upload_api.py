@@ -150,7 +150,8 @@ def test_nifti_upload_in_suv_with_labels(world, small_phantom, django_capture_on
     affine = small_phantom.pet_affine
     response = run_upload(django_capture_on_commit_callbacks, client, world["project"].pk, {
         "pet": nifti_file("pet.nii.gz", small_phantom.suv, affine), "pet_units": "SUV",
-        "labels": nifti_file("labels.nii.gz", small_phantom.labels, affine),
+        # The project's label set has liver = 1; the phantom's liver is 3.
+        "labels": nifti_file("labels.nii.gz", np.where(small_phantom.labels == 3, 1, 0).astype(np.uint8), affine),
     })
     assert response.status_code == 202, response.content
     scan = Scan.objects.get(pk=response.json()["id"])
@@ -160,6 +161,21 @@ def test_nifti_upload_in_suv_with_labels(world, small_phantom, django_capture_on
     np.testing.assert_allclose(volume.affine, small_phantom.pet_affine, atol=1e-4)
     labels = storage.read_volume(scan.imported_labels_file)
     assert labels.array.shape == small_phantom.shape
+    draft = scan.annotations.get()
+    assert draft.annotator == world["manager"] and draft.state == "draft"
+    assert draft.current_version.source == "imported"
+    from backend.annotations.services import label_map
+
+    np.testing.assert_array_equal(label_map(draft.current_version), np.where(small_phantom.labels == 3, 1, 0))
+
+
+def test_label_values_outside_the_label_set_fail_the_ingest(world, small_phantom, django_capture_on_commit_callbacks):
+    response = run_upload(django_capture_on_commit_callbacks, client_for(world["manager"]), world["project"].pk, {
+        "pet": nifti_file("pet.nii.gz", small_phantom.suv, small_phantom.pet_affine), "pet_units": "SUV",
+        "labels": nifti_file("labels.nii.gz", small_phantom.labels, small_phantom.pet_affine)})
+    scan = Scan.objects.get(pk=response.json()["id"])
+    assert scan.status == ScanStatus.FAILED and "not in the project's label set" in scan.status_message
+    assert not scan.series.exists() and not scan.annotations.exists()
 
 
 def test_nifti_needs_declared_units(world, small_phantom):
