@@ -129,6 +129,11 @@ CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL or No
 # Without a broker the embedded default runs every task in-process, on the same code path.
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
+# Each worker also listens on its own queue, so a session's prompts can stick to the worker
+# that holds its image embeddings.
+CELERY_WORKER_DIRECT = True
+# A prompt without an answer after this long is reported to the client as a worker timeout.
+PROMPT_TIMEOUT_S = env.float("PROMPT_TIMEOUT_S", default=30.0)
 
 # --- Storage and limits ---------------------------------------------------------------
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024

@@ -369,6 +369,21 @@ def merge_consensus(scan: Scan, reviewer, annotations: list[Annotation], method:
     return consensus
 
 
+def add_object(annotation: Annotation, author, *, base_version_id: int | None, label: Label, mask: np.ndarray,
+               source: str, message: str = "") -> AnnotationVersion:
+    """Save a new version that adds `mask` as one more object (it takes over voxels it overlaps)."""
+    version = annotation.current_version
+    pet = annotation.scan.pet
+    objects = (read_mask(version) if version else np.zeros(tuple(pet.shape), dtype=np.uint16)).astype(np.uint16)
+    segments = [dict(s) for s in version.segments] if version else []
+    new_id = max([s["id"] for s in segments], default=0) + 1
+    objects[mask] = new_id
+    kept = set(np.unique(objects).tolist())
+    segments = [s for s in segments if s["id"] in kept] + [{"id": new_id, "label": label.pk}]
+    return save_version(annotation, author, base_version_id=base_version_id, object_map=objects, segments=segments,
+                        source=source, message=message)
+
+
 def add_engine_object(annotation: Annotation, author, *, base_version_id: int | None, label: Label,
                       prompts, engine_name: str) -> AnnotationVersion:
     """Run a segmentation engine on the prompts and save its mask as a new object of the annotation."""
@@ -378,13 +393,5 @@ def add_engine_object(annotation: Annotation, author, *, base_version_id: int | 
     volume = storage.read_volume(pet.volume_file, pet.sha256)
     engine = get_engine(engine_name)
     result = engine.segment(np.asarray(volume.array), tuple(pet.spacing), prompts)
-    version = annotation.current_version
-    objects = read_mask(version).copy() if version else np.zeros(tuple(pet.shape), dtype=np.uint16)
-    segments = [dict(s) for s in version.segments] if version else []
-    new_id = max([s["id"] for s in segments], default=0) + 1
-    objects = objects.astype(np.uint16)
-    objects[result.mask] = new_id
-    kept = set(np.unique(objects).tolist())
-    segments = [s for s in segments if s["id"] in kept] + [{"id": new_id, "label": label.pk}]
-    return save_version(annotation, author, base_version_id=base_version_id, object_map=objects, segments=segments,
-                        source=engine.name, message=f"score {result.score:.2f}")
+    return add_object(annotation, author, base_version_id=base_version_id, label=label, mask=result.mask,
+                      source=engine.name, message=f"score {result.score:.2f}")

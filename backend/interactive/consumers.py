@@ -1,29 +1,35 @@
-"""WebSocket endpoint of one open scan.
+"""WebSocket endpoint of one open scan (protocol: docs/protocol.md).
 
 Close codes: 4401 not logged in, 4404 no such scan for this user (also for scans of
-other projects, so nothing leaks).
+other projects, so nothing leaks). Malformed messages get an error frame; the socket stays.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
+from backend.annotations.services import WorkflowError
 from backend.imaging.models import Scan
 from backend.projects.access import membership_for
 
+from . import dispatch, presence, protocol, sessions
 from .events import scan_group
 
-MAX_MESSAGE_BYTES = 64 * 1024
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
+MAX_MESSAGES_PER_SECOND = 20
 
 
 @database_sync_to_async
 def _load_scan_for(user, scan_id: int):
-    scan = Scan.objects.filter(pk=scan_id).only("id", "project_id").first()
+    scan = Scan.objects.filter(pk=scan_id).prefetch_related("series").select_related("project").first()
     if scan is None:
         return None, None
     try:
@@ -34,6 +40,10 @@ def _load_scan_for(user, scan_id: int):
 
 class ScanConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
+        self.pending: dict[tuple[str, int], tuple[str, asyncio.Task]] = {}
+        self.sessions_used: set[str] = set()
+        self.worker: str | None = None
+        self.recent: list[float] = []
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -43,45 +53,178 @@ class ScanConsumer(AsyncWebsocketConsumer):
         if scan is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
+        self.scan = scan
+        self.volume_shape = tuple(scan.pet.shape) if scan.pet else (0, 0, 0)
         self.group = scan_group(self.scan_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self.send_json({"type": "hello", "scan": self.scan_id, "user": user.username, "roles": membership.roles})
+        await self.send_json({"type": "hello", "scan": self.scan_id, "user": user.username,
+                              "roles": membership.roles, "protocol": protocol.PROTOCOL_VERSION})
+        await database_sync_to_async(presence.join)(self.scan_id, user, self.channel_name)
+        await self.broadcast_presence()
 
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if not hasattr(self, "group"):
+            return
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+        for _task_id, timer in self.pending.values():
+            timer.cancel()
+        if self.pending:
+            await sync_to_async(dispatch.revoke)([task_id for task_id, _ in self.pending.values()])
+        if self.sessions_used:
+            await database_sync_to_async(sessions.cancel_pending)(list(self.sessions_used))
+        await database_sync_to_async(presence.leave)(self.channel_name)
+        await self.broadcast_presence()
+
+    # --- receiving ----------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        raw = text_data if text_data is not None else bytes_data or b""
-        if len(raw) > MAX_MESSAGE_BYTES:
-            await self.send_error("too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
-            return
         try:
-            message = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            await self.send_error("malformed", "messages must be JSON objects")
-            return
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            await self.send_error("malformed", "messages must be JSON objects with a string 'type'")
-            return
-        # Membership can be revoked while the socket is open: check on every message.
+            if text_data is not None:
+                message = protocol.parse_text(text_data)
+            else:
+                message = protocol.parse_binary(bytes_data or b"", self.volume_shape)
+            self._rate_limit()
+            await self._check_membership()
+            await self.handle(message)
+        except protocol.ProtocolError as error:
+            await self.send_error(error.code, error.detail, seq=error.seq)
+        except sessions.SessionError as error:
+            await self.send_error(error.code, error.detail)
+        except WorkflowError as error:
+            await self.send_error(error.code, error.message)
+
+    def _rate_limit(self) -> None:
+        now = time.monotonic()
+        self.recent = [t for t in self.recent if now - t < 1.0] + [now]
+        if len(self.recent) > MAX_MESSAGES_PER_SECOND:
+            raise protocol.ProtocolError("rate_limited", f"at most {MAX_MESSAGES_PER_SECOND} messages per second")
+
+    async def _check_membership(self) -> None:
+        # Membership can be revoked while the socket is open.
         _, membership = await _load_scan_for(self.scope["user"], self.scan_id)
         if membership is None:
             await self.send_error("forbidden", "you no longer have access to this scan")
             await self.close(code=CLOSE_NOT_FOUND)
-            return
-        if message["type"] == "ping":
-            await self.send_json({"type": "pong", "seq": message.get("seq")})
+            raise protocol.ProtocolError("forbidden", "access revoked")
+
+    async def handle(self, message: protocol.Message) -> None:
+        user = self.scope["user"]
+        kind = message.type
+        if kind == "ping":
+            await database_sync_to_async(presence.touch)(self.channel_name)
+            await self.send_json({"type": "pong", "seq": message.seq})
+        elif kind == "activity":
+            await database_sync_to_async(presence.touch)(self.channel_name, message.data["activity"])
+            await self.broadcast_presence()
+        elif kind == "session.open":
+            await self.open_session(message)
+        elif kind == "prompt":
+            session = await database_sync_to_async(sessions.add_prompt)(message.session, user, message.seq,
+                                                                         message.data)
+            await self.dispatch_prompt(str(session.pk), message.seq, session.engine)
+        elif kind in ("undo", "redo", "reset"):
+            session, frame = await database_sync_to_async(sessions.step_history)(message.session, user, message.seq,
+                                                                                  kind)
+            self.sessions_used.add(str(session.pk))
+            if frame is not None:
+                await self.send(bytes_data=frame)
+            else:
+                await self.dispatch_prompt(str(session.pk), message.seq, session.engine)
+        elif kind == "accept":
+            await self.accept_mask(message)
+        elif kind == "session.close":
+            await database_sync_to_async(sessions.close)(message.session, user)
+            await self.send_json({"type": "session.closed", "session": message.session})
+
+    async def open_session(self, message: protocol.Message) -> None:
+        session, resumed = await database_sync_to_async(sessions.open_session)(
+            self.scan, self.scope["user"], message.data["label"], message.data["engine"], message.data["annotation"])
+        self.sessions_used.add(str(session.pk))
+        frame = await database_sync_to_async(sessions.current_frame)(session) if resumed else None
+        await self.send_json({
+            "type": "session.opened", "session": str(session.pk), "label": session.label_id,
+            "engine": session.engine, "annotation": session.annotation_id, "resumed": resumed,
+            "prompts": session.prompts[: session.active_count], "latest_seq": session.latest_seq})
+        if frame is not None:
+            await self.send(bytes_data=frame)
+
+    async def accept_mask(self, message: protocol.Message) -> None:
+        annotation, version = await database_sync_to_async(sessions.accept)(
+            message.session, self.scope["user"], message.seq, message.mask)
+        new_object = version.segments[-1]
+        reply = {"type": "accepted", "session": message.session, "seq": message.seq, "annotation": annotation.pk,
+                 "version": version.pk, "number": version.number, "object": new_object["id"],
+                 "label": new_object["label"]}
+        await self.send_json(reply)
+        await self.channel_layer.group_send(self.group, {"type": "scan.event", "payload": {
+            "type": "mask.accepted", "user": self.scope["user"].username, "annotation": annotation.pk,
+            "version": version.pk, "label": new_object["label"], "object": new_object["id"]}})
+
+    # --- prompts to workers and back ---------------------------------------------------------------
+
+    async def dispatch_prompt(self, session_id: str, seq: int, engine: str) -> None:
+        self.sessions_used.add(session_id)
+        queued_at = time.time()
+        waiting = await sync_to_async(dispatch.queue_length)()
+        if waiting:
+            typical = await database_sync_to_async(dispatch.typical_engine_ms)(engine)
+            await self.send_json({"type": "queued", "session": session_id, "seq": seq, "position": waiting,
+                                  "expected_wait_ms": round(waiting * typical)})
+        timer = asyncio.ensure_future(self._timeout(session_id, seq))
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            # In-process: run in a worker thread so this socket keeps receiving (newer prompts supersede).
+            self.pending[(session_id, seq)] = ("", timer)
+            asyncio.ensure_future(sync_to_async(dispatch.enqueue_prompt, thread_sensitive=False)(
+                session_id, seq, self.channel_name, queued_at, None))
         else:
-            await self.send_error("unknown_type", f"unknown message type {message['type'][:40]!r}")
+            task_id = await sync_to_async(dispatch.enqueue_prompt)(session_id, seq, self.channel_name, queued_at,
+                                                                    self.worker)
+            self.pending[(session_id, seq)] = (task_id, timer)
+
+    async def _timeout(self, session_id: str, seq: int) -> None:
+        await asyncio.sleep(dispatch.prompt_timeout_s())
+        if self.pending.pop((session_id, seq), None) is not None:
+            self.worker = None  # that worker may be gone: the next prompt goes to any worker
+            await self.send_error("worker_timeout", f"No worker answered within {dispatch.prompt_timeout_s():.0f} s; "
+                                  "try the prompt again.", seq=seq, session=session_id)
+
+    def _settle(self, event: dict) -> bool:
+        entry = self.pending.pop((event["session"], event["seq"]), None)
+        if entry is None:
+            return False  # already timed out (or not ours): never deliver late or foreign replies
+        entry[1].cancel()
+        if event.get("worker"):
+            self.worker = event["worker"]
+        return True
+
+    async def prompt_result(self, event: dict) -> None:
+        if self._settle(event):
+            await self.send(bytes_data=event["frame"])
+
+    async def prompt_superseded(self, event: dict) -> None:
+        if self._settle(event):
+            await self.send_json({"type": "superseded", "session": event["session"], "seq": event["seq"],
+                                  "by": event["by"]})
+
+    async def prompt_failed(self, event: dict) -> None:
+        if self._settle(event):
+            await self.send_error(event["code"], event["detail"], seq=event["seq"], session=event["session"])
+
+    # --- broadcasting --------------------------------------------------------------------------------
+
+    async def broadcast_presence(self) -> None:
+        users = await database_sync_to_async(presence.listing)(self.scan_id)
+        await self.channel_layer.group_send(self.group, {"type": "scan.event",
+                                                         "payload": {"type": "presence", "users": users}})
+
+    async def scan_event(self, event: dict) -> None:
+        """Relay of group broadcasts (progress, presence, notifications, accepted masks) to this client."""
+        await self.send_json(event["payload"])
 
     async def send_json(self, payload: dict) -> None:
         await self.send(text_data=json.dumps(payload))
 
-    async def send_error(self, code: str, detail: str) -> None:
-        await self.send_json({"type": "error", "code": code, "detail": detail})
-
-    async def scan_event(self, event: dict) -> None:
-        """Relay of group broadcasts (progress, presence, accepted masks) to this client."""
-        await self.send_json(event["payload"])
+    async def send_error(self, code: str, detail: str, **extra) -> None:
+        await self.send_json({"type": "error", "code": code, "detail": detail,
+                              **{k: v for k, v in extra.items() if v is not None}})

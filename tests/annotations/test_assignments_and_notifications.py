@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import json
-
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -11,7 +9,7 @@ from backend.annotations.models import Assignment
 from backend.asgi import application
 from tests.annotations.helpers import client_for
 from tests.base import BaseTestCase, make_project_world
-from tests.foundation.test_websocket_auth import session_headers
+from tests.foundation.test_websocket_auth import receive_json, session_headers
 
 
 class AssignmentTestCase(BaseTestCase):
@@ -52,12 +50,12 @@ async def test_submission_and_approval_are_notified_to_the_scan():
     headers = await sync_to_async(session_headers)(world["reviewer"])
     communicator = WebsocketCommunicator(application, f"/ws/scans/{world['scan'].pk}/", headers=headers)
     assert (await communicator.connect(timeout=5))[0]
-    await communicator.receive_from(timeout=5)  # hello
+    await receive_json(communicator)  # hello
     await sync_to_async(services.submit)(world["annotation"], world["annotator"])
-    message = json.loads(await communicator.receive_from(timeout=5))
+    message = await receive_json(communicator)
     assert message == {**message, "type": "notification", "event": "submitted", "by": "alice_annotator",
                        "annotation": world["annotation"].pk}
     await sync_to_async(services.approve)(world["annotation"], world["reviewer"])
-    message = json.loads(await communicator.receive_from(timeout=5))
+    message = await receive_json(communicator)
     assert message["event"] == "approved" and message["state"] == "approved"
     await communicator.disconnect()

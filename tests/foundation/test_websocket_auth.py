@@ -22,6 +22,14 @@ def session_headers(user) -> list[tuple[bytes, bytes]]:
     return [(b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()), (b"origin", b"http://localhost")]
 
 
+async def receive_json(communicator: WebsocketCommunicator, skip: tuple[str, ...] = ("presence",)) -> dict:
+    """The next JSON message, skipping broadcasts (presence) that interleave with replies."""
+    while True:
+        message = json.loads(await communicator.receive_from(timeout=10))
+        if message.get("type") not in skip:
+            return message
+
+
 async def connect(path: str, headers: list[tuple[bytes, bytes]]):
     communicator = WebsocketCommunicator(application, path, headers=headers)
     connected, code = await communicator.connect(timeout=5)
@@ -45,10 +53,11 @@ async def test_it_accepts_a_member_with_session(world):
     headers = await sync_to_async(session_headers)(world["annotator"])
     communicator, connected, _ = await connect(f"/ws/scans/{world['scan'].pk}/", headers)
     assert connected
-    hello = json.loads(await communicator.receive_from(timeout=5))
-    assert hello == {"type": "hello", "scan": world["scan"].pk, "user": "alice_annotator", "roles": ["annotator"]}
+    hello = await receive_json(communicator)
+    assert hello == {"type": "hello", "scan": world["scan"].pk, "user": "alice_annotator", "roles": ["annotator"],
+                     "protocol": 1}
     await communicator.send_to(text_data=json.dumps({"type": "ping", "seq": 7}))
-    assert json.loads(await communicator.receive_from(timeout=5)) == {"type": "pong", "seq": 7}
+    assert await receive_json(communicator) == {"type": "pong", "seq": 7}
     await communicator.disconnect()
 
 
@@ -79,12 +88,12 @@ async def test_malformed_messages_get_an_error_and_the_socket_stays_usable(world
     headers = await sync_to_async(session_headers)(world["reviewer"])
     communicator, connected, _ = await connect(f"/ws/scans/{world['scan'].pk}/", headers)
     assert connected
-    await communicator.receive_from(timeout=5)  # hello
+    await receive_json(communicator)  # hello
     for bad, code in [("not json", "malformed"), ("[1,2]", "malformed"), ('{"type": 3}', "malformed"),
                       ('{"type": "launch"}', "unknown_type"), ("x" * 70000, "too_large")]:
         await communicator.send_to(text_data=bad)
-        reply = json.loads(await communicator.receive_from(timeout=5))
+        reply = await receive_json(communicator)
         assert reply["type"] == "error" and reply["code"] == code, (bad[:20], reply)
     await communicator.send_to(text_data='{"type": "ping"}')
-    assert json.loads(await communicator.receive_from(timeout=5))["type"] == "pong"
+    assert (await receive_json(communicator))["type"] == "pong"
     await communicator.disconnect()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from backend.asgi import application
 from backend.imaging.ingest import ingest_dicom
 from backend.imaging.models import Scan
 from tests.base import make_project_world
-from tests.foundation.test_websocket_auth import session_headers
+from tests.foundation.test_websocket_auth import receive_json, session_headers
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -25,11 +24,11 @@ async def test_progress_is_broadcast_to_the_scan_group(phantom_dicom_dir: Path):
     communicator = WebsocketCommunicator(application, f"/ws/scans/{scan.pk}/", headers=headers)
     connected, _ = await communicator.connect(timeout=5)
     assert connected
-    await communicator.receive_from(timeout=5)  # hello
+    await receive_json(communicator)  # hello
     await sync_to_async(ingest_dicom)(scan, sorted(p for p in phantom_dicom_dir.rglob("*") if p.is_file()))
     fractions = []
     while True:
-        message = json.loads(await communicator.receive_from(timeout=10))
+        message = await receive_json(communicator)
         assert message["type"] == "progress" and message["task"] == "ingest"
         assert "error" not in message, message
         fractions.append(message["fraction"])

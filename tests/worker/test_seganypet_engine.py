@@ -8,7 +8,7 @@ import scipy.ndimage as ndi
 import torch
 import torch.nn.functional as F
 
-from worker.engines.base import Box, Point, PromptError, Prompts
+from worker.engines.base import Box, Point, PromptError, Prompts, SegmentationResult
 from worker.engines.seganypet_engine import (
     MASK_PRIOR_LOGIT,
     IsotropicGrid,
@@ -16,6 +16,7 @@ from worker.engines.seganypet_engine import (
     SegAnyPETEngine,
     SegAnyPETUnavailableError,
     create_seganypet_engine,
+    mask_to_prior_logits,
     sample_linear,
     shift_logits,
 )
@@ -381,3 +382,104 @@ def test_the_factory_prefers_the_configured_checkpoint_over_the_demo(monkeypatch
     assert engine.checkpoint == str(official)
     expected = tiny_model(1).state_dict()["mask_decoder.iou_token.weight"]
     assert torch.equal(engine.model.state_dict()["mask_decoder.iou_token.weight"], expected)
+
+
+# ----------------------------------------------------------------------------- kind and first-click prior
+
+
+class TokenBallModel(Sam3D):
+    """Mask token t decodes a ball of radius 4 + 4t crop voxels around the first point."""
+
+    def __init__(self) -> None:
+        super().__init__(TINY)
+        self.mask_decoder.predict_masks = self._predict_masks  # type: ignore[method-assign]
+        self.points: torch.Tensor | None = None
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(1, 48, 8, 8, 8)
+
+    def decode(self, image_embedding, point_coords, point_labels, mask_logits=None):
+        self.points = point_coords
+        return super().decode(image_embedding, point_coords, point_labels, mask_logits)
+
+    def _predict_masks(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings):
+        centre = torch.full((3,), 63.5)
+        axis = torch.arange(32, dtype=torch.float32) * 4 + 1.5
+        dd, hh, ww = torch.meshgrid(axis - centre[0], axis - centre[1], axis - centre[2], indexing="ij")
+        distance = torch.sqrt(dd**2 + hh**2 + ww**2)
+        masks = torch.stack([(4 + 4 * t - distance) for t in range(4)])[None]
+        return masks, torch.tensor([[0.1, 0.2, 0.3, 0.4]])
+
+
+def test_the_object_kind_selects_the_checkpoints_mask_token():
+    volume = np.ones((64, 64, 64), np.float32)
+    spacing = (1.5, 1.5, 1.5)
+    click = one_click((32, 32, 32))
+    engine = SegAnyPETEngine(TokenBallModel(), device="cpu", kind_tokens={"lesion": 1, "organ": 2})
+    sizes = {
+        kind: int(engine.segment(volume, spacing, click, kind=kind).mask.sum())
+        for kind in (None, "lesion", "organ")
+    }
+    assert sizes[None] < sizes["lesion"] < sizes["organ"]
+    assert engine.segment(volume, spacing, click, kind="organ").score == pytest.approx(0.3)
+    # Without a mapping (official weights) the kind changes nothing: token 0.
+    plain = SegAnyPETEngine(TokenBallModel(), device="cpu")
+    assert int(plain.segment(volume, spacing, click, kind="lesion").mask.sum()) == sizes[None]
+    with pytest.raises(PromptError, match="kind"):
+        engine.segment(volume, spacing, click, kind="tumour")
+    with pytest.raises(ValueError):
+        SegAnyPETEngine(TokenBallModel(), device="cpu", kind_tokens={"lesion": 4})
+
+
+class FixedMaskEngine:
+    name = "fixed"
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self.mask = mask
+        self.calls = 0
+
+    def segment(self, volume, spacing, prompts, previous_mask=None, session_key=None):
+        self.calls += 1
+        return SegmentationResult(mask=self.mask.copy(), score=0.5)
+
+
+def test_the_first_click_starts_from_the_prior_engines_region():
+    volume = np.ones((60, 60, 60), np.float32)
+    spacing = (2.0, 2.0, 2.0)
+    region = np.zeros(volume.shape, bool)
+    region[25:35, 25:35, 25:35] = True
+    prior_engine = FixedMaskEngine(region)
+    model = BlobModel(radius=10)
+    engine = SegAnyPETEngine(model, device="cpu", first_click_prior=prior_engine)
+    first = engine.segment(volume, spacing, one_click((30, 30, 30)), session_key="s")
+    assert prior_engine.calls == 1
+    grid = IsotropicGrid(volume.shape, spacing)
+    origin = engine.last_crop_origins[0]
+    torch.testing.assert_close(model.decoded[0]["prior"], mask_to_prior_logits(region, grid, origin, 128))
+    assert "prior" in first.timings_ms
+    # A corrective click continues from the model's own logits: the prior engine is not asked again.
+    engine.segment(volume, spacing, one_click((31, 30, 30)), previous_mask=first.mask, session_key="s")
+    assert prior_engine.calls == 1
+    # An empty region from the prior engine means zeros, as without a prior.
+    empty = SegAnyPETEngine(
+        BlobModel(radius=10), device="cpu", first_click_prior=FixedMaskEngine(region & False)
+    )
+    empty.segment(volume, spacing, one_click((30, 30, 30)))
+    assert empty.model.decoded[0]["prior"] is None
+
+
+def test_checkpoint_metadata_switches_on_the_kind_tokens_and_the_threshold_prior(tmp_path):
+    from worker.engines.classical import ClassicalPETEngine
+    from worker.engines.seganypet_engine import CLASSICAL_PRIOR
+
+    path = tmp_path / "demo.pt"
+    metadata = {"kind_tokens": {"lesion": 1, "organ": 2}, "first_click_prior": CLASSICAL_PRIOR}
+    save_checkpoint(tiny_model(), path, metadata=metadata)
+    engine = SegAnyPETEngine.from_checkpoint(path, device="cpu")
+    assert engine.kind_tokens == {"lesion": 1, "organ": 2}
+    assert isinstance(engine.first_click_prior, ClassicalPETEngine)
+    assert engine.info["first_click_prior"] == "classical"
+    plain_path = tmp_path / "plain.pt"
+    save_checkpoint(tiny_model(), plain_path)
+    plain = SegAnyPETEngine.from_checkpoint(plain_path, device="cpu")
+    assert plain.kind_tokens == {} and plain.first_click_prior is None

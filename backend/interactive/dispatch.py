@@ -1,0 +1,50 @@
+"""Sending prompts to workers: sticky to the worker that holds the session's embeddings."""
+
+from __future__ import annotations
+
+import statistics
+
+from celery.utils.nodenames import worker_direct
+from django.conf import settings
+
+from backend.celery import app
+
+from .models import PromptLog
+
+PROMPT_QUEUE = "gpu"
+
+
+def enqueue_prompt(session_id: str, seq: int, reply_channel: str, queued_at: float, worker: str | None) -> str:
+    """Queue the prompt task; returns the Celery task id."""
+    from worker.tasks.segmentation import run_prompt
+
+    queue = worker_direct(worker) if worker else PROMPT_QUEUE
+    return run_prompt.apply_async((session_id, seq, reply_channel, queued_at), queue=queue).id
+
+
+def revoke(task_ids: list[str]) -> None:
+    if task_ids and not app.conf.task_always_eager:
+        app.control.revoke(task_ids)
+
+
+def queue_length() -> int:
+    """Prompts waiting in the shared queue (0 in the embedded mode, where nothing queues)."""
+    if app.conf.task_always_eager:
+        return 0
+    try:
+        with app.connection_for_read() as connection:
+            client = getattr(connection.default_channel, "client", None)
+            return int(client.llen(PROMPT_QUEUE)) if client is not None else 0
+    except Exception:  # an estimate only; never fail a prompt over it
+        return 0
+
+
+def typical_engine_ms(engine: str) -> float:
+    recent = list(PromptLog.objects.filter(action="mask", engine=engine).order_by("-id")
+                  .values_list("timings__engine", flat=True)[:20])
+    values = [float(v) for v in recent if v is not None]
+    return statistics.median(values) if values else 200.0
+
+
+def prompt_timeout_s() -> float:
+    return float(getattr(settings, "PROMPT_TIMEOUT_S", 30.0))

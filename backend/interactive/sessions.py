@@ -1,0 +1,237 @@
+"""Interactive segmentation sessions: prompts in, masks out, every step logged and resumable.
+
+The consumer calls these functions; the Celery task calls `compute`. A mask is stored per
+number of prompts in effect, so undo and redo are instant and a session resumes after a
+closed tab or a server restart exactly where it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+from django.db import transaction
+
+from backend.annotations import services as annotation_services
+from backend.annotations.models import Annotation
+from backend.imaging import storage
+from backend.imaging.models import Scan
+from backend.projects.models import Label
+from worker.engines.base import Box, Point, PromptError, Prompts
+
+from . import protocol
+from .models import InteractiveSession, PromptLog
+
+
+class SessionError(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code, self.detail = code, detail
+
+
+@dataclass
+class Outcome:
+    """What a computation or history step produced: a mask frame, or that it was superseded."""
+
+    frame: bytes | None = None
+    superseded_by: int | None = None
+
+
+def _session_for(session_id: str, user, lock: bool = False) -> InteractiveSession:
+    queryset = InteractiveSession.objects.select_related("scan", "label")
+    if lock:
+        queryset = queryset.select_for_update()
+    try:
+        return queryset.get(pk=uuid.UUID(session_id), user=user, is_open=True)
+    except (InteractiveSession.DoesNotExist, ValueError):
+        raise SessionError("not_found", "No such open session; open one with session.open.") from None
+
+
+def engine_label(name: str) -> str:
+    from worker.engines.registry import available_engines
+
+    engines = {e["name"]: e for e in available_engines()}
+    if name not in engines:
+        raise SessionError("engine_unavailable", f"Unknown engine {name!r}; available: {', '.join(engines)}.")
+    if not engines[name]["available"]:
+        raise SessionError("engine_unavailable", f"Engine {name!r} cannot run here: {engines[name]['reason']}")
+    return name
+
+
+def open_session(scan: Scan, user, label_id: int, engine: str | None, annotation_id: int | None):
+    label = Label.objects.filter(pk=label_id, project_id=scan.project_id).first()
+    if label is None:
+        raise SessionError("not_found", f"Label {label_id} is not in this project's label set.")
+    annotation = None
+    if annotation_id is not None:
+        annotation = Annotation.objects.filter(pk=annotation_id, scan=scan, annotator=user).first()
+        if annotation is None:
+            raise SessionError("not_found", f"Annotation {annotation_id} is not yours on this scan.")
+    name = engine_label(engine or scan.project.default_engine)
+    with transaction.atomic():
+        session = InteractiveSession.objects.select_for_update().filter(
+            scan=scan, user=user, label=label, is_open=True).first()
+        resumed = session is not None
+        if session is None:
+            session = InteractiveSession.objects.create(scan=scan, user=user, label=label, engine=name,
+                                                        annotation=annotation)
+        elif session.engine != name or (annotation and session.annotation_id != annotation.pk):
+            session.engine, session.annotation = name, annotation or session.annotation
+            session.save(update_fields=["engine", "annotation", "updated_at"])
+    return session, resumed
+
+
+def current_frame(session: InteractiveSession) -> bytes | None:
+    entry = session.masks.get(str(session.active_count))
+    if session.active_count == 0:
+        return _frame(session, np.zeros(tuple(session.scan.pet.shape), dtype=bool), session.latest_seq)
+    return _load_frame(entry) if entry else None
+
+
+def _frame(session: InteractiveSession, mask: np.ndarray, seq: int, **extra) -> bytes:
+    return protocol.encode_mask(mask, {"type": "mask", "session": str(session.pk), "seq": seq,
+                                       "engine": session.engine, **extra})
+
+
+def _load_frame(entry: dict) -> bytes:
+    payload = storage.media_path(entry["file"]).read_bytes()
+    if hashlib.sha256(payload).hexdigest() != entry["sha256"]:
+        raise SessionError("engine_failed", "A stored working mask failed its checksum.")
+    return payload
+
+
+def _mask_of(session: InteractiveSession, count: int) -> np.ndarray | None:
+    entry = session.masks.get(str(count))
+    if not entry:
+        return None
+    header, payload = protocol.split_frame(_load_frame(entry))
+    return protocol.decode_mask(header, payload, tuple(session.scan.pet.shape))
+
+
+def _log(session: InteractiveSession, seq: int, action: str, **fields) -> None:
+    PromptLog.objects.create(session=session, seq=seq, action=action, user=session.user, **fields)
+
+
+def add_prompt(session_id: str, user, seq: int, entry: dict) -> InteractiveSession:
+    with transaction.atomic():
+        session = _session_for(session_id, user, lock=True)
+        if seq <= session.latest_seq:
+            raise SessionError("malformed", f"seq {seq} is not after {session.latest_seq}; sequence numbers increase.")
+        shape = tuple(session.scan.pet.shape)
+        try:
+            _prompts_of([{"seq": seq, **entry}]).validate(shape)
+        except PromptError as error:
+            raise SessionError("invalid_prompt", str(error)) from None
+        session.prompts = session.prompts[: session.active_count] + [{"seq": seq, **entry}]
+        session.masks = {k: v for k, v in session.masks.items() if int(k) < len(session.prompts)}
+        session.active_count = len(session.prompts)
+        session.latest_seq = seq
+        session.save()
+        _log(session, seq, "prompt", payload=entry, engine=session.engine)
+    return session
+
+
+def step_history(session_id: str, user, seq: int, action: str) -> tuple[InteractiveSession, bytes | None]:
+    """undo / redo / reset; returns the mask frame when it is known without running the engine."""
+    with transaction.atomic():
+        session = _session_for(session_id, user, lock=True)
+        if seq <= session.latest_seq:
+            raise SessionError("malformed", f"seq {seq} is not after {session.latest_seq}; sequence numbers increase.")
+        if action == "undo":
+            session.active_count = max(0, session.active_count - 1)
+        elif action == "redo":
+            session.active_count = min(len(session.prompts), session.active_count + 1)
+        else:
+            session.prompts, session.masks, session.active_count = [], {}, 0
+        session.latest_seq = seq
+        session.save()
+        _log(session, seq, action, payload={"active_count": session.active_count})
+    entry = session.masks.get(str(session.active_count))
+    if session.active_count == 0:
+        return session, _frame(session, np.zeros(tuple(session.scan.pet.shape), dtype=bool), seq)
+    if entry:
+        header, payload = protocol.split_frame(_load_frame(entry))
+        return session, protocol.encode_mask(protocol.decode_mask(header, payload, tuple(session.scan.pet.shape)),
+                                             {**{k: v for k, v in header.items() if k not in ("bbox", "checksum")},
+                                              "seq": seq})
+    return session, None
+
+
+def cancel_pending(session_ids: list[str]) -> None:
+    """The client went away: prompts still queued for these sessions are skipped by workers."""
+    for session in InteractiveSession.objects.filter(pk__in=session_ids):
+        InteractiveSession.objects.filter(pk=session.pk).update(cancelled_through_seq=session.latest_seq)
+
+
+def _prompts_of(entries: list[dict]) -> Prompts:
+    points = tuple(Point(tuple(e["point"]["index"]), bool(e["point"]["positive"])) for e in entries if "point" in e)
+    boxes = [e["box"] for e in entries if "box" in e]
+    box = Box(tuple(boxes[-1][0]), tuple(boxes[-1][1])) if boxes else None
+    return Prompts(points=points, box=box)
+
+
+def compute(session_id: str, seq: int, queued_at: float | None = None) -> Outcome:
+    """Run the engine for the session's prompts as of `seq` (the worker side)."""
+    started = time.perf_counter()
+    queue_ms = max(0.0, (time.time() - queued_at) * 1000) if queued_at else 0.0
+    session = InteractiveSession.objects.select_related("scan", "label").get(pk=session_id)
+    if seq <= session.cancelled_through_seq or seq < session.latest_seq or not session.is_open:
+        return Outcome(superseded_by=session.latest_seq)
+    count = session.active_count
+    prompts = _prompts_of(session.prompts[:count])
+    pet = session.scan.pet
+    volume = storage.read_volume(pet.volume_file, pet.sha256)
+    from worker.engines import get_engine
+
+    engine = get_engine(session.engine)
+    engine_started = time.perf_counter()
+    result = engine.segment(np.asarray(volume.array), tuple(pet.spacing), prompts,
+                            previous_mask=_mask_of(session, count - 1), session_key=str(session.pk))
+    engine_ms = (time.perf_counter() - engine_started) * 1000
+    timings = {"queue": round(queue_ms, 1), "engine": round(engine_ms, 1)}
+    frame = _frame(session, result.mask, seq, score=round(float(result.score), 4), timings=timings)
+    relative = f"{storage.scan_dir_relative(session.scan_id)}/sessions/{session.pk}/{count}-{seq}.mask"
+    sha256 = storage.write_atomically(relative, frame)
+    with transaction.atomic():
+        locked = InteractiveSession.objects.select_for_update().get(pk=session.pk)
+        if locked.latest_seq != seq or locked.active_count != count:
+            return Outcome(superseded_by=locked.latest_seq)
+        locked.masks = {**locked.masks, str(count): {"file": relative, "sha256": sha256, "seq": seq}}
+        locked.save(update_fields=["masks", "updated_at"])
+        timings["total"] = round((time.perf_counter() - started) * 1000 + queue_ms, 1)
+        _log(locked, seq, "mask", engine=session.engine, model_version=str(getattr(engine, "model_version", "")
+                                                                            or getattr(engine, "variant", "")),
+             result_sha256=hashlib.sha256(np.packbits(result.mask.ravel()).tobytes()).hexdigest(),
+             voxels=int(result.mask.sum()), timings=timings)
+    return Outcome(frame=frame)
+
+
+def accept(session_id: str, user, seq: int, corrected: np.ndarray | None):
+    """Save the session's mask (or the client's corrected one) as a new object of the reader's annotation."""
+    session = _session_for(session_id, user)
+    mask = corrected if corrected is not None else _mask_of(session, session.active_count)
+    if mask is None or not mask.any():
+        raise SessionError("malformed", "There is no mask to accept yet.")
+    annotation = session.annotation
+    if annotation is None:
+        annotation, _ = annotation_services.open_annotation(session.scan, user)
+    version = annotation_services.add_object(
+        annotation, user, base_version_id=annotation.current_version_id, label=session.label, mask=mask,
+        source=session.engine if corrected is None else f"{session.engine}+edited",
+        message=f"session {session.pk}, {session.active_count} prompts")
+    with transaction.atomic():
+        locked = _session_for(session_id, user, lock=True)
+        locked.annotation = annotation
+        locked.prompts, locked.masks, locked.active_count = [], {}, 0
+        locked.latest_seq = max(locked.latest_seq, seq)
+        locked.save()
+        _log(locked, seq, "accept", payload={"version": version.pk, "edited": corrected is not None},
+             result_sha256=hashlib.sha256(np.packbits(mask.ravel()).tobytes()).hexdigest(), voxels=int(mask.sum()))
+    return annotation, version
+
+
+def close(session_id: str, user) -> None:
+    InteractiveSession.objects.filter(pk=session_id, user=user).update(is_open=False)
