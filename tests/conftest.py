@@ -14,32 +14,61 @@ from django.conf import settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class CeleryWorker:
+    """A real Celery worker process on the test database and the Redis broker."""
+
+    def __init__(self, name: str, include: str = "") -> None:
+        from backend.celery import app
+
+        database = settings.DATABASES["default"]
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
+               "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
+               "MEDIA_ROOT": str(settings.MEDIA_ROOT)}
+        self.hostname = f"{name}-{os.getpid()}@localhost"
+        argv = [sys.executable, "-m", "celery", "-A", "backend", "worker", "-Q", "cpu,gpu", "--pool", "solo",
+                "--hostname", self.hostname, "-l", "warning", "--without-gossip", "--without-mingle"]
+        if include:
+            argv += ["--include", include]
+        self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True)
+        deadline = time.monotonic() + 60
+        while not app.control.ping(destination=[self.hostname], timeout=1):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                pytest.fail(f"the Celery worker did not start: {self.process.stdout.read() if self.process.stdout else ''}")
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=20)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
 @pytest.fixture
-def celery_worker_process(transactional_db):
-    """A real Celery worker process on the test database and Redis broker (services mode only)."""
+def start_celery_worker(transactional_db):
+    """Factory: start_celery_worker(name, include=module) starts a worker; all are stopped afterwards."""
     from backend.celery import app
 
     if app.conf.task_always_eager:
-        pytest.fail("celery_worker_process needs REDIS_URL (the services run of `make test`)")
-    database = settings.DATABASES["default"]
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
-           "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
-           "MEDIA_ROOT": str(settings.MEDIA_ROOT)}
+        pytest.fail("real Celery workers need REDIS_URL (the services run of `make test`)")
     app.control.purge()
-    hostname = f"test-{os.getpid()}@localhost"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "backend", "worker", "-Q", "cpu,gpu", "--pool", "solo",
-         "--hostname", hostname, "-l", "warning", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not app.control.ping(destination=[hostname], timeout=1):
-        if worker.poll() is not None or time.monotonic() > deadline:
-            worker.kill()
-            pytest.fail(f"the Celery worker did not start: {worker.stdout.read() if worker.stdout else ''}")
-    yield worker
-    worker.terminate()
-    try:
-        worker.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        worker.kill()
+    workers: list[CeleryWorker] = []
+
+    def start(name: str = "worker", include: str = "") -> CeleryWorker:
+        workers.append(CeleryWorker(name, include))
+        return workers[-1]
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def celery_worker_process(start_celery_worker):
+    return start_celery_worker("ingest")

@@ -173,7 +173,7 @@ def _prompts_of(entries: list[dict]) -> Prompts:
     return Prompts(points=points, box=box)
 
 
-def compute(session_id: str, seq: int, queued_at: float | None = None) -> Outcome:
+def compute(session_id: str, seq: int, queued_at: float | None = None, worker: str = "") -> Outcome:
     """Run the engine for the session's prompts as of `seq` (the worker side)."""
     started = time.perf_counter()
     queue_ms = max(0.0, (time.time() - queued_at) * 1000) if queued_at else 0.0
@@ -202,7 +202,7 @@ def compute(session_id: str, seq: int, queued_at: float | None = None) -> Outcom
         locked.masks = {**locked.masks, str(count): {"file": relative, "sha256": sha256, "seq": seq}}
         locked.save(update_fields=["masks", "updated_at"])
         timings["total"] = round((time.perf_counter() - started) * 1000 + queue_ms, 1)
-        _log(locked, seq, "mask", engine=session.engine, model_version=str(getattr(engine, "model_version", "")
+        _log(locked, seq, "mask", payload={"worker": worker}, engine=session.engine, model_version=str(getattr(engine, "model_version", "")
                                                                             or getattr(engine, "variant", "")),
              result_sha256=hashlib.sha256(np.packbits(result.mask.ravel()).tobytes()).hexdigest(),
              voxels=int(result.mask.sum()), timings=timings)

@@ -478,7 +478,7 @@ def test_checkpoint_metadata_switches_on_the_kind_tokens_and_the_threshold_prior
     engine = SegAnyPETEngine.from_checkpoint(path, device="cpu")
     assert engine.kind_tokens == {"lesion": 1, "organ": 2}
     assert isinstance(engine.first_click_prior, ClassicalPETEngine)
-    assert engine.info["first_click_prior"] == "classical"
+    assert engine.info["first_click_prior"] == ClassicalPETEngine.name
     plain_path = tmp_path / "plain.pt"
     save_checkpoint(tiny_model(), plain_path)
     plain = SegAnyPETEngine.from_checkpoint(plain_path, device="cpu")

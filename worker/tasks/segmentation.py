@@ -18,7 +18,7 @@ def run_prompt(self, session_id: str, seq: int, reply_channel: str, queued_at: f
 
     worker = self.request.hostname or ""
     try:
-        outcome = compute(session_id, seq, queued_at)
+        outcome = compute(session_id, seq, queued_at, worker)
     except SessionError as error:
         message = {"type": "prompt.failed", "session": session_id, "seq": seq, "code": error.code,
                    "detail": error.detail}
