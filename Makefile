@@ -11,7 +11,18 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/seganypet
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 PYTEST_ARGS ?=
 
-.PHONY: run test install frontend test-services test-embedded lint clean
+.PHONY: run test install frontend system-deps test-services test-embedded lint clean
+
+# Debian packages the tests use as references and drivers: dcm2niix (independent DICOM
+# converter), dicom3tools (dciodvfy), chromium (browser tests). Installed when missing and root.
+SYSTEM_PACKAGES := dcm2niix dicom3tools chromium
+system-deps:
+	@missing=""; for tool in dcm2niix dciodvfy chromium; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
+		else echo "missing:$$missing; install: sudo apt-get install -y $(SYSTEM_PACKAGES)"; exit 1; fi; \
+	fi
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,7 +43,7 @@ run: install frontend
 	DEBUG=true $(VENV)/bin/daphne -b $(HOST) -p $(PORT) backend.asgi:application
 
 # The whole suite runs against PostgreSQL + Redis, then again in the embedded mode.
-test: install frontend test-services test-embedded
+test: system-deps install frontend test-services test-embedded
 
 test-services: install
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
