@@ -72,3 +72,14 @@ def start_celery_worker(transactional_db):
 @pytest.fixture
 def celery_worker_process(start_celery_worker):
     return start_celery_worker("ingest")
+
+
+@pytest.fixture
+def eager_tasks():
+    """Run Celery tasks in-process for API tests in either mode; the real worker path has its own test."""
+    from backend.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous

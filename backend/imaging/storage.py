@@ -34,16 +34,20 @@ def scan_dir_relative(scan_id: int) -> str:
     return f"scans/{scan_id}"
 
 
-def write_atomically(relative: str, payload: bytes) -> str:
-    """Write bytes to MEDIA_ROOT/relative via a temporary file and rename; returns sha256."""
+def write_atomically(relative: str, payload: bytes, durable: bool = True) -> str:
+    """Write bytes to MEDIA_ROOT/relative via a temporary file and rename; returns sha256.
+
+    `durable=False` skips fsync, for files that can be recomputed (working masks of a session).
+    """
     destination = media_path(relative)
     destination.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=".tmp-")
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
+            if durable:
+                stream.flush()
+                os.fsync(stream.fileno())
         os.replace(temporary, destination)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

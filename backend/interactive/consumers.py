@@ -13,7 +13,6 @@ import time
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
 
 from backend.annotations.services import WorkflowError
 from backend.imaging.models import Scan
@@ -172,7 +171,7 @@ class ScanConsumer(AsyncWebsocketConsumer):
             await self.send_json({"type": "queued", "session": session_id, "seq": seq, "position": waiting,
                                   "expected_wait_ms": round(waiting * typical)})
         timer = asyncio.ensure_future(self._timeout(session_id, seq))
-        if settings.CELERY_TASK_ALWAYS_EAGER:
+        if dispatch.runs_in_process():
             # In-process: run in a worker thread so this socket keeps receiving (newer prompts supersede).
             self.pending[(session_id, seq)] = ("", timer)
             asyncio.ensure_future(sync_to_async(dispatch.enqueue_prompt, thread_sensitive=False)(

@@ -22,6 +22,10 @@ def enqueue_prompt(session_id: str, seq: int, reply_channel: str, queued_at: flo
     return run_prompt.apply_async((session_id, seq, reply_channel, queued_at), queue=queue).id
 
 
+def runs_in_process() -> bool:
+    return bool(app.conf.task_always_eager)
+
+
 def revoke(task_ids: list[str]) -> None:
     if task_ids and not app.conf.task_always_eager:
         app.control.revoke(task_ids)
@@ -32,7 +36,7 @@ def queue_length() -> int:
     if app.conf.task_always_eager:
         return 0
     try:
-        with app.connection_for_read() as connection:
+        with app.pool.acquire(block=True) as connection:
             client = getattr(connection.default_channel, "client", None)
             return int(client.llen(PROMPT_QUEUE)) if client is not None else 0
     except Exception:  # an estimate only; never fail a prompt over it

@@ -191,17 +191,17 @@ def compute(session_id: str, seq: int, queued_at: float | None = None, worker: s
     result = engine.segment(np.asarray(volume.array), tuple(pet.spacing), prompts,
                             previous_mask=_mask_of(session, count - 1), session_key=str(session.pk))
     engine_ms = (time.perf_counter() - engine_started) * 1000
-    timings = {"queue": round(queue_ms, 1), "engine": round(engine_ms, 1)}
+    timings = {"queue": round(queue_ms, 1), "setup": round((engine_started - started) * 1000, 1),
+               "engine": round(engine_ms, 1)}
     frame = _frame(session, result.mask, seq, score=round(float(result.score), 4), timings=timings)
     relative = f"{storage.scan_dir_relative(session.scan_id)}/sessions/{session.pk}/{count}-{seq}.mask"
-    sha256 = storage.write_atomically(relative, frame)
+    sha256 = storage.write_atomically(relative, frame, durable=False)
     with transaction.atomic():
         locked = InteractiveSession.objects.select_for_update().get(pk=session.pk)
         if locked.latest_seq != seq or locked.active_count != count:
             return Outcome(superseded_by=locked.latest_seq)
         locked.masks = {**locked.masks, str(count): {"file": relative, "sha256": sha256, "seq": seq}}
         locked.save(update_fields=["masks", "updated_at"])
-        timings["total"] = round((time.perf_counter() - started) * 1000 + queue_ms, 1)
         _log(locked, seq, "mask", payload={"worker": worker}, engine=session.engine, model_version=str(getattr(engine, "model_version", "")
                                                                             or getattr(engine, "variant", "")),
              result_sha256=hashlib.sha256(np.packbits(result.mask.ravel()).tobytes()).hexdigest(),

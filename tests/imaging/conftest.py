@@ -17,14 +17,3 @@ def phantom_dicom_dir(small_phantom, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("phantom-dicom")
     phantom_module.write_dicom_series(small_phantom, out)
     return out
-
-
-@pytest.fixture
-def eager_tasks():
-    """Run Celery tasks in-process for API tests in either mode; the real worker path has its own test."""
-    from backend.celery import app
-
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous

@@ -13,7 +13,8 @@ from backend.interactive import protocol
 from backend.interactive.models import InteractiveSession, PromptLog
 from tests.interactive.conftest import connect_client, lesion_point, lesion_truth
 
-pytestmark = [pytest.mark.asyncio]
+# The in-process task path (as in the embedded mode); with REDIS_URL set it runs over the Redis layer.
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("eager_tasks")]
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

