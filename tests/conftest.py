@@ -83,3 +83,14 @@ def eager_tasks():
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = previous
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """Each test gets new channel layer objects: pytest-asyncio gives every test its own event loop,
+    and a Redis layer's locks and connections belong to the loop that created them."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
