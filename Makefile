@@ -11,7 +11,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/seganypet
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 PYTEST_ARGS ?=
 
-.PHONY: run test install frontend system-deps test-services test-embedded lint clean
+.PHONY: run test install frontend system-deps test-frontend test-services test-embedded lint clean
 
 # Debian packages the tests use as references and drivers: dcm2niix (independent DICOM
 # converter), dicom3tools (dciodvfy), chromium (browser tests). Installed when missing and root.
@@ -32,8 +32,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-frontend:
-	@if [ -f frontend/package.json ]; then cd frontend && npm ci --no-audit --no-fund && npm run build; fi
+FRONTEND_STAMP := frontend/node_modules/.installed
+FRONTEND_SOURCES := $(shell find frontend/src frontend/index.html frontend/vite.config.ts frontend/tsconfig.json -type f 2>/dev/null)
+
+$(FRONTEND_STAMP): frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund
+	touch $@
+
+frontend/dist/index.html: $(FRONTEND_STAMP) $(FRONTEND_SOURCES)
+	cd frontend && npm run build
+	touch $@
+
+frontend: frontend/dist/index.html
+
+test-frontend: $(FRONTEND_STAMP)
+	cd frontend && npm test
 
 run: install frontend
 	DEBUG=true $(PY) manage.py migrate --noinput
@@ -43,7 +56,7 @@ run: install frontend
 	DEBUG=true $(VENV)/bin/daphne -b $(HOST) -p $(PORT) backend.asgi:application
 
 # The whole suite runs against PostgreSQL + Redis, then again in the embedded mode.
-test: system-deps install frontend test-services test-embedded
+test: system-deps install frontend test-frontend test-services test-embedded
 
 test-services: install
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
