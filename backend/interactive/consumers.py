@@ -17,6 +17,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from backend.annotations.services import WorkflowError
 from backend.imaging.models import Scan
 from backend.projects.access import membership_for
+from backend.projects.api_base import ANY_MEMBER
+from backend.projects.models import Role
 
 from . import dispatch, presence, protocol, sessions
 from .events import scan_group
@@ -24,6 +26,22 @@ from .events import scan_group
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 MAX_MESSAGES_PER_SECOND = 20
+
+_EDITORS = frozenset({Role.ANNOTATOR.value, Role.MANAGER.value})
+# Which project roles may send each client message type (every type must be listed; the
+# permission-matrix test walks protocol.CLIENT_TYPES). Segmenting writes into the sender's own
+# annotation, so it is for annotators and managers; everyone on the scan may ping and show activity.
+MESSAGE_ROLES: dict[str, frozenset[str]] = {
+    "ping": ANY_MEMBER,
+    "activity": ANY_MEMBER,
+    "session.open": _EDITORS,
+    "prompt": _EDITORS,
+    "undo": _EDITORS,
+    "redo": _EDITORS,
+    "reset": _EDITORS,
+    "accept": _EDITORS,
+    "session.close": _EDITORS,
+}
 
 
 @database_sync_to_async
@@ -84,7 +102,11 @@ class ScanConsumer(AsyncWebsocketConsumer):
             else:
                 message = protocol.parse_binary(bytes_data or b"", self.volume_shape)
             self._rate_limit()
-            await self._check_membership()
+            membership = await self._check_membership()
+            allowed = MESSAGE_ROLES.get(message.type, frozenset())
+            if not membership.has_any(set(allowed)):
+                raise protocol.ProtocolError(
+                    "forbidden", f"'{message.type}' needs one of the roles: {', '.join(sorted(allowed))}", message.seq)
             await self.handle(message)
         except protocol.ProtocolError as error:
             await self.send_error(error.code, error.detail, seq=error.seq)
@@ -99,13 +121,13 @@ class ScanConsumer(AsyncWebsocketConsumer):
         if len(self.recent) > MAX_MESSAGES_PER_SECOND:
             raise protocol.ProtocolError("rate_limited", f"at most {MAX_MESSAGES_PER_SECOND} messages per second")
 
-    async def _check_membership(self) -> None:
-        # Membership can be revoked while the socket is open.
+    async def _check_membership(self):
+        # Membership (and roles) can change while the socket is open.
         _, membership = await _load_scan_for(self.scope["user"], self.scan_id)
         if membership is None:
-            await self.send_error("forbidden", "you no longer have access to this scan")
             await self.close(code=CLOSE_NOT_FOUND)
-            raise protocol.ProtocolError("forbidden", "access revoked")
+            raise protocol.ProtocolError("forbidden", "you no longer have access to this scan")
+        return membership
 
     async def handle(self, message: protocol.Message) -> None:
         user = self.scope["user"]
