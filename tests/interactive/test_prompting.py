@@ -205,6 +205,9 @@ async def test_disconnecting_cancels_pending_prompts(phantom_world, interactive_
 async def test_sessions_of_other_users_are_not_reachable(phantom_world, interactive_phantom):
     mine = await connect_client(phantom_world["annotator"], phantom_world["pet_scan"])
     session = await mine.open_session(phantom_world["lesion"].pk)
+    from backend.projects.models import Membership
+
+    await sync_to_async(Membership.objects.filter(user=phantom_world["reviewer"]).update)(is_annotator=True)
     other = await connect_client(phantom_world["reviewer"], phantom_world["pet_scan"])
     await other.send(type="prompt", session=session, seq=1, point={"index": [1, 1, 1], "positive": True})
     assert (await other.receive())["code"] == "not_found"
