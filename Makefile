@@ -11,7 +11,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/seganypet
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 PYTEST_ARGS ?=
 
-.PHONY: run test install frontend system-deps test-frontend test-services test-embedded lint clean
+.PHONY: run test eval install frontend system-deps test-frontend test-services test-embedded lint clean
 
 # Debian packages the tests use as references and drivers: dcm2niix (independent DICOM
 # converter), dicom3tools (dciodvfy), chromium (browser tests). Installed when missing and root.
@@ -63,6 +63,9 @@ test-services: install
 
 test-embedded: install
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -m "not services_only" $(PYTEST_ARGS)
+
+eval: install
+	$(PY) bench/bench_engines.py
 
 lint: install
 	$(VENV)/bin/ruff check .
