@@ -50,6 +50,13 @@ class TransitionError(WorkflowError):
     code = "illegal_transition"
 
 
+class StorageError(WorkflowError):
+    """The media store cannot be written (disk full, read-only); nothing was saved."""
+
+    status_code = 503
+    code = "storage_unavailable"
+
+
 class NotAllowedError(WorkflowError):
     """Roles allow the action in general, but not on this object (e.g. approving your own work)."""
 
@@ -129,7 +136,11 @@ def save_version(annotation: Annotation, author, *, base_version_id: int | None,
             )
         if locked.state == AnnotationState.SUBMITTED:
             raise TransitionError("The annotation is under review; it can be edited after it is sent back.")
-        sha256 = write_version_mask(relative, object_map, pet)
+        try:
+            sha256 = write_version_mask(relative, object_map, pet)
+        except OSError as error:
+            raise StorageError(f"The mask could not be stored ({error.strerror or type(error).__name__}); "
+                               "nothing was saved and the previous version is unchanged.") from None
         try:
             version = AnnotationVersion.objects.create(
                 annotation=locked, number=(locked.current_version.number + 1) if locked.current_version else 1,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from django.db import InterfaceError, OperationalError
 from django.db.models import ProtectedError
 from rest_framework import viewsets
 from rest_framework.exceptions import PermissionDenied
@@ -71,6 +72,7 @@ def api_exception_handler(exc, context):
     """Errors of our own services become clear 4xx answers instead of 500s."""
     from backend.annotations.masks import MaskError
     from backend.annotations.services import WorkflowError
+    from backend.health.middleware import service_unavailable
     from backend.imaging.ingest import IngestError
     from worker.engines.base import PromptError
 
@@ -78,6 +80,8 @@ def api_exception_handler(exc, context):
         return Response({"detail": exc.message, "code": exc.code, **exc.extra}, status=exc.status_code)
     if isinstance(exc, MaskError | IngestError | PromptError):
         return Response({"detail": str(exc), "code": "invalid"}, status=400)
+    if isinstance(exc, OperationalError | InterfaceError):
+        return service_unavailable("The database is unavailable for a moment; nothing was changed. Retry shortly.")
     if isinstance(exc, ProtectedError):
         kinds = sorted({str(obj._meta.verbose_name_plural) for obj in exc.protected_objects})
         return Response({"detail": f"It cannot be deleted while it has {', '.join(kinds)}: annotation work is "
