@@ -2,12 +2,12 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from backend.annotations.views import AnnotationViewSet, AssignmentViewSet, AuditEventViewSet
-from backend.health.views import health
+from backend.health.views import health, metrics
 from backend.imaging.views import ScanViewSet
+from backend.projects.auth_views import ThrottledObtainAuthToken
 from backend.projects.views import LabelViewSet, MembershipViewSet, ProjectViewSet
 from backend.studio import home
 
@@ -27,7 +27,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/", include(router.urls)),
-    path("api/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/auth/token/", ThrottledObtainAuthToken.as_view(), name="api-token"),
+    path("metrics", metrics, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -9,6 +9,7 @@ import tempfile
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-for-the-check-0123456789")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+os.environ.setdefault("LOG_FORMAT", "plain")
 os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="seganypet-test-media-"))
 os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="seganypet-test-data-"))
 
@@ -16,6 +17,8 @@ from backend.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only; never in production
 SECURE_HSTS_SECONDS = 0
+AXES_ENABLED = False  # test clients log in without a request; tests/foundation/test_security.py turns it on
+REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"auth": "1000/min"}}  # noqa: F405
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
 # Connections opened by database_sync_to_async threads must not outlive a test, or the
 # test database cannot be dropped at the end of the run.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 from asgiref.sync import sync_to_async
@@ -15,6 +16,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from backend.annotations.services import WorkflowError
+from backend.health.observability import PROMPT_ROUND_TRIP
 from backend.imaging.models import Scan
 from backend.projects.access import membership_for
 from backend.projects.api_base import ANY_MEMBER
@@ -23,6 +25,7 @@ from backend.projects.models import Role
 from . import dispatch, presence, protocol, sessions
 from .events import scan_group
 
+log = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 MAX_MESSAGES_PER_SECOND = 20
@@ -58,6 +61,7 @@ def _load_scan_for(user, scan_id: int):
 class ScanConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.pending: dict[tuple[str, int], tuple[str, asyncio.Task]] = {}
+        self.dispatched_at: dict[tuple[str, int], tuple[float, str]] = {}
         self.sessions_used: set[str] = set()
         self.worker: str | None = None
         self.recent: list[float] = []
@@ -193,6 +197,8 @@ class ScanConsumer(AsyncWebsocketConsumer):
             await self.send_json({"type": "queued", "session": session_id, "seq": seq, "position": waiting,
                                   "expected_wait_ms": round(waiting * typical)})
         timer = asyncio.ensure_future(self._timeout(session_id, seq))
+        self.dispatched_at[(session_id, seq)] = (time.perf_counter(), engine)
+        log.info("prompt dispatched", extra={"session": session_id, "seq": seq, "engine": engine, "scan": self.scan_id})
         if dispatch.runs_in_process():
             # In-process: run in a worker thread so this socket keeps receiving (newer prompts supersede).
             self.pending[(session_id, seq)] = ("", timer)
@@ -205,6 +211,7 @@ class ScanConsumer(AsyncWebsocketConsumer):
 
     async def _timeout(self, session_id: str, seq: int) -> None:
         await asyncio.sleep(dispatch.prompt_timeout_s())
+        self.dispatched_at.pop((session_id, seq), None)
         if self.pending.pop((session_id, seq), None) is not None:
             self.worker = None  # that worker may be gone: the next prompt goes to any worker
             await self.send_error("worker_timeout", f"No worker answered within {dispatch.prompt_timeout_s():.0f} s; "
@@ -212,8 +219,11 @@ class ScanConsumer(AsyncWebsocketConsumer):
 
     def _settle(self, event: dict) -> bool:
         entry = self.pending.pop((event["session"], event["seq"]), None)
+        dispatched = self.dispatched_at.pop((event["session"], event["seq"]), None)
         if entry is None:
             return False  # already timed out (or not ours): never deliver late or foreign replies
+        if dispatched is not None and event["type"] == "prompt.result":
+            PROMPT_ROUND_TRIP.labels(dispatched[1]).observe(time.perf_counter() - dispatched[0])
         entry[1].cancel()
         if event.get("worker"):
             self.worker = event["worker"]
