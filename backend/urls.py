@@ -13,12 +13,12 @@ from backend.studio import home
 
 router = DefaultRouter()
 router.register("projects", ProjectViewSet, basename="project")
-router.register(r"projects/(?P<project_pk>[0-9]+)/members", MembershipViewSet, basename="membership")
-router.register(r"projects/(?P<project_pk>[0-9]+)/labels", LabelViewSet, basename="label")
-router.register(r"projects/(?P<project_pk>[0-9]+)/scans", ScanViewSet, basename="scan")
-router.register(r"projects/(?P<project_pk>[0-9]+)/annotations", AnnotationViewSet, basename="annotation")
-router.register(r"projects/(?P<project_pk>[0-9]+)/assignments", AssignmentViewSet, basename="assignment")
-router.register(r"projects/(?P<project_pk>[0-9]+)/audit", AuditEventViewSet, basename="audit")
+router.register(r"projects/(?P<project_pk>[0-9]{1,18})/members", MembershipViewSet, basename="membership")
+router.register(r"projects/(?P<project_pk>[0-9]{1,18})/labels", LabelViewSet, basename="label")
+router.register(r"projects/(?P<project_pk>[0-9]{1,18})/scans", ScanViewSet, basename="scan")
+router.register(r"projects/(?P<project_pk>[0-9]{1,18})/annotations", AnnotationViewSet, basename="annotation")
+router.register(r"projects/(?P<project_pk>[0-9]{1,18})/assignments", AssignmentViewSet, basename="assignment")
+router.register(r"projects/(?P<project_pk>[0-9]{1,18})/audit", AuditEventViewSet, basename="audit")
 
 urlpatterns = [
     path("", home, name="home"),

@@ -42,7 +42,7 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
     """Resolves `project_pk` from the URL to the caller's membership (404 for non-members)."""
 
     role_policy: ClassVar[dict[str, frozenset[str]]] = {}
-    lookup_value_regex = "[0-9]+"
+    lookup_value_regex = "[0-9]{1,18}"
     membership: Membership
 
     def get_queryset(self):

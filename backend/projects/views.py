@@ -22,7 +22,7 @@ class CanCreateProjects(permissions.BasePermission):
 class ProjectViewSet(viewsets.ModelViewSet):
     serializer_class = ProjectSerializer
     queryset = Project.objects.none()  # replaced per request; tells the schema the model
-    lookup_value_regex = "[0-9]+"
+    lookup_value_regex = "[0-9]{1,18}"
     permission_classes = [permissions.IsAuthenticated, CanCreateProjects]
     filterset_fields = ["default_engine"]
     search_fields = ["name", "description"]

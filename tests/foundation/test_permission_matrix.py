@@ -6,6 +6,7 @@ for its actions, and its model must have an object in the fixture project.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -55,13 +56,9 @@ def _cases():
 
 
 def _fill(regex: str, project_pk: int, pk: int | None) -> str:
-    url = "/" + regex.replace("^", "").replace("$", "")
-    url = url.replace("(?P<project_pk>[0-9]+)", str(project_pk))
-    for group in ("(?P<pk>[0-9]+)", "(?P<pk>[^/.]+)"):
-        if pk is not None:
-            url = url.replace(group, str(pk))
-    assert "(?P" not in url, f"cannot fill {regex}"
-    return url
+    values = {"project_pk": project_pk, "pk": pk}
+    url = "/" + re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: str(values[m.group(1)]), regex)
+    return url.replace("^", "").replace("$", "")
 
 
 def _object_in(route: Route, world: dict) -> int | None:
