@@ -235,3 +235,38 @@ def accept(session_id: str, user, seq: int, corrected: np.ndarray | None):
 
 def close(session_id: str, user) -> None:
     InteractiveSession.objects.filter(pk=session_id, user=user).update(is_open=False)
+
+
+def replay(session_id: str) -> list[dict]:
+    """Re-run a session's logged history with its engine; each computed mask is compared with the
+    checksum logged at the time. Returns one row per logged mask or accept."""
+    from worker.engines import get_engine
+
+    session = InteractiveSession.objects.select_related("scan").get(pk=uuid.UUID(session_id))
+    pet = session.scan.pet
+    volume = np.asarray(storage.read_volume(pet.volume_file, pet.sha256).array)
+    engine = get_engine(session.engine)
+    prompts: list[dict] = []
+    active = 0
+    masks: dict[int, np.ndarray] = {0: np.zeros(volume.shape, dtype=bool)}
+    rows = []
+    for entry in session.log.order_by("id"):
+        if entry.action == "prompt":
+            prompts = prompts[:active] + [{"seq": entry.seq, **entry.payload}]
+            active = len(prompts)
+        elif entry.action in ("undo", "redo"):
+            active = entry.payload["active_count"]
+        elif entry.action == "reset":
+            prompts, active, masks = [], 0, {0: masks[0]}
+        elif entry.action == "mask":
+            result = engine.segment(volume, tuple(pet.spacing), _prompts_of(prompts[:active]),
+                                    previous_mask=masks.get(active - 1), session_key=f"replay-{session.pk}")
+            masks[active] = result.mask
+            checksum = hashlib.sha256(np.packbits(result.mask.ravel()).tobytes()).hexdigest()
+            rows.append({"seq": entry.seq, "action": "mask", "logged": entry.result_sha256, "replayed": checksum,
+                         "match": checksum == entry.result_sha256})
+        elif entry.action == "accept":
+            rows.append({"seq": entry.seq, "action": "accept", "logged": entry.result_sha256,
+                         "edited": entry.payload.get("edited", False)})
+            prompts, active, masks = [], 0, {0: masks[0]}
+    return rows

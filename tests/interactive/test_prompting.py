@@ -213,3 +213,23 @@ async def test_sessions_of_other_users_are_not_reachable(phantom_world, interact
     assert (await other.receive())["code"] == "not_found"
     await mine.close()
     await other.close()
+
+
+async def test_the_log_replays_a_session(phantom_world, interactive_phantom):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    client = await connect_client(phantom_world["annotator"], phantom_world["pet_scan"])
+    session = await client.open_session(phantom_world["lesion"].pk)
+    steps = [("prompt", {"point": {"index": lesion_point(interactive_phantom), "positive": True}}),
+             ("prompt", {"point": {"index": lesion_point(interactive_phantom, 1), "positive": True}}),
+             ("undo", {}), ("prompt", {"point": {"index": lesion_point(interactive_phantom, 2), "positive": True}}),
+             ("accept", {})]
+    for seq, (kind, fields) in enumerate(steps, start=1):
+        await client.send(type=kind, session=session, seq=seq, **fields)
+        await client.receive()
+    await client.close()
+    out = StringIO()
+    await sync_to_async(call_command)("replay_session", session, stdout=out)
+    assert out.getvalue().count(" same ") == 3 and "every mask matches" in out.getvalue()
