@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 MAX_MESSAGES_PER_SECOND = 20
+MEMBERSHIP_RECHECK_S = 2.0
 
 _EDITORS = frozenset({Role.ANNOTATOR.value, Role.MANAGER.value})
 # Which project roles may send each client message type (every type must be listed; the
@@ -62,6 +63,7 @@ class ScanConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.pending: dict[tuple[str, int], tuple[str, asyncio.Task]] = {}
         self.dispatched_at: dict[tuple[str, int], tuple[float, str]] = {}
+        self.membership, self.membership_checked_at = None, 0.0
         self.sessions_used: set[str] = set()
         self.worker: str | None = None
         self.recent: list[float] = []
@@ -126,8 +128,13 @@ class ScanConsumer(AsyncWebsocketConsumer):
             raise protocol.ProtocolError("rate_limited", f"at most {MAX_MESSAGES_PER_SECOND} messages per second")
 
     async def _check_membership(self):
-        # Membership (and roles) can change while the socket is open.
+        # Membership (and roles) can change while the socket is open: looked up again at most
+        # every MEMBERSHIP_RECHECK_S, so a burst of prompts does not cost a query each.
+        now = time.monotonic()
+        if self.membership is not None and now - self.membership_checked_at < MEMBERSHIP_RECHECK_S:
+            return self.membership
         _, membership = await _load_scan_for(self.scope["user"], self.scan_id)
+        self.membership, self.membership_checked_at = membership, now
         if membership is None:
             await self.close(code=CLOSE_NOT_FOUND)
             raise protocol.ProtocolError("forbidden", "you no longer have access to this scan")

@@ -41,7 +41,7 @@ class Outcome:
 
 
 def _session_for(session_id: str, user, lock: bool = False) -> InteractiveSession:
-    queryset = InteractiveSession.objects.select_related("scan", "label")
+    queryset = InteractiveSession.objects.select_related("scan", "label").prefetch_related("scan__series")
     if lock:
         queryset = queryset.select_for_update()
     try:
@@ -177,7 +177,8 @@ def compute(session_id: str, seq: int, queued_at: float | None = None, worker: s
     """Run the engine for the session's prompts as of `seq` (the worker side)."""
     started = time.perf_counter()
     queue_ms = max(0.0, (time.time() - queued_at) * 1000) if queued_at else 0.0
-    session = InteractiveSession.objects.select_related("scan", "label").get(pk=session_id)
+    session = InteractiveSession.objects.select_related("scan", "label").prefetch_related("scan__series").get(
+        pk=session_id)
     if seq <= session.cancelled_through_seq or seq < session.latest_seq or not session.is_open:
         return Outcome(superseded_by=session.latest_seq)
     count = session.active_count
