@@ -61,8 +61,9 @@ test: system-deps install frontend test-frontend test-services test-embedded
 test-services: install
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
 
+# The embedded pass repeats everything but the slow tests (which the services pass already ran).
 test-embedded: install
-	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -m "not services_only" $(PYTEST_ARGS)
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -m "not services_only and not slow" $(PYTEST_ARGS)
 
 eval: install
 	$(PY) bench/bench_engines.py
