@@ -391,11 +391,16 @@ def test_seganypet_availability_follows_the_environment(monkeypatch, tmp_path):
         get_engine("seganypet")
 
     monkeypatch.delenv("SEGANYPET_CHECKPOINT")
+    listing = {e["name"]: e for e in available_engines()}
+    assert not listing["seganypet"]["available"] and "SEGANYPET_CHECKPOINT" in listing["seganypet"]["reason"]
     demo = tmp_path / "demo.pt"
-    demo.write_bytes(b"not really weights")
     monkeypatch.setenv("SEGANYPET_DEMO_CHECKPOINT", str(demo))
     listing = {e["name"]: e for e in available_engines()}
-    assert listing["seganypet"]["available"] and listing["seganypet"]["weights"] == str(demo)
+    assert not listing["seganypet-demo"]["available"] and "demo checkpoint is missing" in listing["seganypet-demo"]["reason"]
+    demo.write_bytes(b"not really weights")
+    listing = {e["name"]: e for e in available_engines()}
+    assert listing["seganypet-demo"]["available"] and listing["seganypet-demo"]["weights"] == str(demo)
+    assert not listing["seganypet"]["available"]  # the demo never stands in for the official network
 
 
 def test_importing_the_engines_package_does_not_import_torch():

@@ -1,8 +1,9 @@
 """Which segmentation engines exist, whether they can run here, and one cached instance of each.
 
-Names: ``threshold`` (the classical PET engine; no weights, always available) and ``seganypet`` (the SAM-style network; available
-only with weights: ``SEGANYPET_CHECKPOINT`` pointing at an existing file, or else the demo checkpoint at
-``SEGANYPET_DEMO_CHECKPOINT``, default ``worker/seganypet/weights/demo.pt`` in the repository).
+Names: ``threshold`` (the classical PET engine; no weights, always available), ``seganypet`` (the
+SAM-style network with official weights: ``SEGANYPET_CHECKPOINT`` must point at a file) and
+``seganypet-demo`` (the same network with our demo weights, ``SEGANYPET_DEMO_CHECKPOINT``, default
+``worker/seganypet/weights/demo.pt`` in the repository).
 
 PyTorch is imported only when a SegAnyPET engine is built, never by importing this module. The
 environment is read when asked, not at import time, so tests and operators can change it.
@@ -69,21 +70,21 @@ def demo_checkpoint_path() -> Path:
 
 
 def seganypet_availability() -> Availability:
-    """Whether SegAnyPET weights are configured; an explicit checkpoint wins over the demo one."""
+    """The official network: only with SEGANYPET_CHECKPOINT pointing at a file."""
     configured = os.environ.get("SEGANYPET_CHECKPOINT", "").strip()
-    if configured:
-        path = Path(configured).expanduser()
-        if path.is_file():
-            return Availability(True, weights=str(path))
-        return Availability(False, f"SEGANYPET_CHECKPOINT points to {path}, which is not a file")
+    if not configured:
+        return Availability(False, "set SEGANYPET_CHECKPOINT to an official SegAnyPET checkpoint (e.g. seganypet_v2.pth)")
+    path = Path(configured).expanduser()
+    if path.is_file():
+        return Availability(True, weights=str(path))
+    return Availability(False, f"SEGANYPET_CHECKPOINT points to {path}, which is not a file")
+
+
+def demo_availability() -> Availability:
     demo = demo_checkpoint_path()
     if demo.is_file():
         return Availability(True, weights=str(demo))
-    return Availability(
-        False,
-        f"no SegAnyPET weights: set SEGANYPET_CHECKPOINT to an official checkpoint, or provide the demo "
-        f"checkpoint at {demo}",
-    )
+    return Availability(False, f"the demo checkpoint is missing at {demo} (python -m worker.seganypet.train)")
 
 
 def _build_seganypet(**options: Any) -> Engine:
@@ -93,9 +94,20 @@ def _build_seganypet(**options: Any) -> Engine:
     from worker.engines.seganypet_engine import SegAnyPETUnavailableError, create_seganypet_engine  # torch
 
     try:
-        return create_seganypet_engine(demo_checkpoint_path(), **options)
+        return create_seganypet_engine(None, **options)
     except SegAnyPETUnavailableError as error:
         raise EngineUnavailableError(str(error)) from error
+
+
+def _build_seganypet_demo(**options: Any) -> Engine:
+    availability = demo_availability()
+    if not availability.available:
+        raise EngineUnavailableError(availability.reason)
+    from worker.engines.seganypet_engine import SegAnyPETEngine  # torch
+
+    engine = SegAnyPETEngine.from_checkpoint(demo_checkpoint_path(), **options)
+    engine.name = "seganypet-demo"  # this instance's name, so logs and masks say which weights answered
+    return engine
 
 
 # ---------------------------------------------------------------------- registry
@@ -112,10 +124,18 @@ _SPECS: dict[str, _EngineSpec] = {
         ),
         _EngineSpec(
             "seganypet",
-            "SegAnyPET promptable 3D network (SAM-Med3D layout); needs a checkpoint, GPU recommended",
+            "SegAnyPET promptable 3D network (SAM-Med3D layout) with the official checkpoint; GPU recommended",
             True,
             seganypet_availability,
             _build_seganypet,
+        ),
+        _EngineSpec(
+            "seganypet-demo",
+            "The same network, small, trained on synthetic phantoms by worker/seganypet/train.py; NOT for "
+            "clinical use",
+            True,
+            demo_availability,
+            _build_seganypet_demo,
         ),
     )
 }
