@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         limit = arguments.seganypet_cases
         if limit is None and arguments.quick:
             limit = 3
-        engine_cases = limited_cases(cases, limit if name == "seganypet" else None)
+        engine_cases = limited_cases(cases, limit if name.startswith("seganypet") else None)
         results, info = run_engine(name, engine_cases, arguments.clicks)
         summaries.append(summarise(name, results, tuple(k for k in REPORT_CLICKS if k <= arguments.clicks)))
         all_results.extend(results)
