@@ -60,6 +60,8 @@ INSTALLED_APPS = [
     "backend.annotations",
     "backend.health",
     "backend.interactive",
+    "backend.quantification",
+    "backend.exports",
 ]
 
 MIDDLEWARE = [

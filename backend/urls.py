@@ -5,10 +5,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from backend.annotations.views import AnnotationViewSet, AssignmentViewSet, AuditEventViewSet
+from backend.exports.views import ExportJobViewSet, LabelImportViewSet
 from backend.health.views import health, metrics
 from backend.imaging.views import ScanViewSet
 from backend.projects.auth_views import ThrottledObtainAuthToken
 from backend.projects.views import LabelViewSet, MembershipViewSet, ProjectViewSet
+from backend.quantification.views import StatisticsViewSet
 from backend.studio import home
 
 router = DefaultRouter()
@@ -19,6 +21,9 @@ router.register(r"projects/(?P<project_pk>[0-9]{1,18})/scans", ScanViewSet, base
 router.register(r"projects/(?P<project_pk>[0-9]{1,18})/annotations", AnnotationViewSet, basename="annotation")
 router.register(r"projects/(?P<project_pk>[0-9]{1,18})/assignments", AssignmentViewSet, basename="assignment")
 router.register(r"projects/(?P<project_pk>[0-9]{1,18})/audit", AuditEventViewSet, basename="audit")
+router.register(r"projects/(?P<project_pk>[0-9]{1,18})/statistics", StatisticsViewSet, basename="statistics")
+router.register(r"projects/(?P<project_pk>[0-9]{1,18})/exports", ExportJobViewSet, basename="export")
+router.register(r"projects/(?P<project_pk>[0-9]{1,18})/label-imports", LabelImportViewSet, basename="label-import")
 
 urlpatterns = [
     path("", home, name="home"),

@@ -8,9 +8,11 @@ from django.test import TestCase
 
 from backend.annotations.models import Annotation, Assignment
 from backend.annotations.services import open_annotation, save_version
+from backend.exports.models import ExportJob
 from backend.imaging import storage
 from backend.imaging.models import Modality, Scan, Series
 from backend.projects.models import Label, LabelKind, Membership, Project
+from backend.quantification.services import compute_for_version
 
 
 def make_user(username: str) -> User:
@@ -45,6 +47,8 @@ def make_project_world(prefix: str) -> dict:
     add_tiny_series(scan)
     annotation = add_annotation(scan, people["annotator"], label)
     Assignment.objects.create(project=project, scan=scan, annotator=people["annotator"], assigned_by=people["manager"])
+    compute_for_version(annotation.current_version)  # its statistics (saving queues them after the commit)
+    ExportJob.objects.create(project=project, created_by=people["manager"], settings={})  # a pending export
     return {"project": project, "label": label, "scan": scan, "annotation": annotation, **people}
 
 

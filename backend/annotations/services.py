@@ -18,6 +18,7 @@ from backend.imaging import storage
 from backend.imaging.models import Scan, ScanStatus
 from backend.interactive.events import broadcast_to_scan
 from backend.projects.models import Label, Membership
+from worker.tasks.quantification import compute_version_statistics
 
 from . import agreement, audit
 from .masks import MaskError, as_object_map, read_version_mask, segment_voxel_counts, write_version_mask
@@ -154,6 +155,7 @@ def save_version(annotation: Annotation, author, *, base_version_id: int | None,
             locked.save(update_fields=["current_version", "state", "updated_at"])
             audit.record(locked.project_id, author, "version_saved", locked, version=version.number,
                          sha256=sha256, source=version.source, segments=len(segments), reopened=reopened)
+            transaction.on_commit(lambda: compute_version_statistics.delay(version.pk), robust=True)
         except BaseException:
             storage.media_path(relative).unlink(missing_ok=True)
             raise

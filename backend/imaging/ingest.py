@@ -121,7 +121,10 @@ def store_dicom_study(scan: Scan, plan: StudyPlan, progress: ProgressCallback | 
     _report(scan, progress, 0.7, "writing volumes")
     with transaction.atomic():
         _fill_scan_metadata(scan, pet)
-        pet_series = _store_pet(scan, pet.array, pet.affine, pet.spacing, suv, series_metadata(pet))
+        # The source instances (array slice order) are what a DICOM SEG export references.
+        instances = {"sop_class_uid": str(plan.pet.files[0].dataset.get("SOPClassUID", ""))[:64],
+                     "sop_instance_uids": list(pet.sop_instance_uids)}
+        pet_series = _store_pet(scan, pet.array, pet.affine, pet.spacing, suv, series_metadata(pet) | instances)
         if suv.status == "needs_parameters":
             storage.write_json(_rel(scan, SUV_HEADERS_FILE), [h.to_dict() for h in pet.slice_headers])
         if ct is not None:

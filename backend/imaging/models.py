@@ -81,6 +81,10 @@ class Series(models.Model):
     volume_file = models.CharField(max_length=300, blank=True, help_text="Path inside MEDIA_ROOT.")
     preview_file = models.CharField(max_length=300, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)
+    # DICOM instances of the source series, in array slice order (empty for NIfTI uploads): what a DICOM
+    # SEG export references.
+    sop_class_uid = models.CharField(max_length=64, blank=True)
+    sop_instance_uids = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["scan", "modality"]
