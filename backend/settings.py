@@ -159,6 +159,8 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_WORKER_DIRECT = True
 # A prompt without an answer after this long is reported to the client as a worker timeout.
 PROMPT_TIMEOUT_S = env.float("PROMPT_TIMEOUT_S", default=30.0)
+# An export whose worker shows no progress for this long is failed (or taken over by a redelivery).
+EXPORT_STALE_S = env.float("EXPORT_STALE_S", default=300.0)
 
 # --- Storage and limits ---------------------------------------------------------------
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024

@@ -36,6 +36,7 @@ class ExportJob(models.Model):
     archive_bytes = models.BigIntegerField(default=0)
     summary = models.JSONField(default=dict, blank=True, help_text="Counts and notes from the manifest.")
     started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of the running worker.")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

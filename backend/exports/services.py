@@ -19,11 +19,13 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from django.conf import settings as django_settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from backend.annotations import audit
@@ -175,16 +177,33 @@ class _Progress:
     def step(self, scan_id: int | None, message: str) -> None:
         self.done += 1
         fraction = min(0.95, 0.05 + 0.9 * self.done / self.total)
-        ExportJob.objects.filter(pk=self.job.pk).update(progress=fraction, message=message[:500])
+        ExportJob.objects.filter(pk=self.job.pk).update(progress=fraction, message=message[:500],
+                                                         heartbeat_at=timezone.now())
         if scan_id is not None:
             broadcast_to_scan(scan_id, {"type": "progress", "task": "export", "export": self.job.pk,
                                         "fraction": round(fraction, 3), "message": message})
 
 
+def stale_after_s() -> float:
+    return float(getattr(django_settings, "EXPORT_STALE_S", 300))
+
+
+def fail_stale_jobs(queryset) -> None:
+    """Jobs whose worker stopped (killed, machine lost) are failed with a clear message. The archive
+    is only moved into place at the very end, so nothing half-written is ever visible."""
+    cutoff = timezone.now() - timedelta(seconds=stale_after_s())
+    queryset.filter(status=ExportStatus.RUNNING, heartbeat_at__lt=cutoff).update(
+        status=ExportStatus.FAILED, finished_at=timezone.now(),
+        message="The worker running this export stopped before it finished; nothing was written. Start it again.")
+
+
 def run_export_job(job: ExportJob) -> ExportJob:
     """Run one job to the end; failures are stored on the job with a readable message."""
-    claimed = ExportJob.objects.filter(pk=job.pk, status=ExportStatus.PENDING).update(
-        status=ExportStatus.RUNNING, started_at=timezone.now(), progress=0.02, message="selecting annotations")
+    # A job whose worker died (no heartbeat for a while) may be taken over by a redelivered task.
+    stale = Q(status=ExportStatus.RUNNING, heartbeat_at__lt=timezone.now() - timedelta(seconds=stale_after_s()))
+    claimed = ExportJob.objects.filter(Q(status=ExportStatus.PENDING) | stale, pk=job.pk).update(
+        status=ExportStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now(), progress=0.02,
+        message="selecting annotations")
     job.refresh_from_db()
     if not claimed:
         return job  # already run (a redelivered task) or running elsewhere

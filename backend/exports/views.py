@@ -33,6 +33,12 @@ class ExportJobViewSet(ProjectScopedViewSet, mixins.ListModelMixin, mixins.Retri
     role_policy = {"list": MANAGERS, "retrieve": MANAGERS, "create": MANAGERS, "destroy": MANAGERS,
                    "download": MANAGERS}
 
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if not getattr(self, "swagger_fake_view", False):
+            services.fail_stale_jobs(queryset)
+        return queryset
+
     @extend_schema(request=ExportRequestSerializer, responses={202: ExportJobSerializer})
     def create(self, request, *args, **kwargs):
         """Start an export. Approved annotations only unless `states` says otherwise; 400 when nothing matches."""

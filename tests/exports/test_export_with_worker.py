@@ -49,3 +49,26 @@ def test_a_worker_computes_statistics_and_runs_the_export(start_celery_worker):
     assert job.status == "done", job.message
     download = client.get(f"/api/projects/{world['project'].pk}/exports/{job.pk}/download/")
     assert download.status_code == 200 and download["X-Archive-Sha256"] == job.archive_sha256
+
+
+def test_a_worker_killed_during_an_export_fails_it_cleanly(start_celery_worker, settings):
+    from backend.imaging import storage
+
+    worker = start_celery_worker("doomed-cpu", include="tests.exports.slow_export")
+    world = make_project_world("alice")
+    annotation = world["annotation"]
+    services.submit(annotation, world["annotator"])
+    services.approve(annotation, world["reviewer"])
+    client = Client()
+    client.force_login(world["manager"])
+    response = client.post(f"/api/projects/{world['project'].pk}/exports/", {"formats": ["nifti", "csv"]},
+                           content_type="application/json")
+    job_id = response.json()["id"]
+    wait_for(lambda: ExportJob.objects.filter(pk=job_id, status="running").exists(), 60)
+    worker.kill()
+    settings.EXPORT_STALE_S = 0  # no heartbeat is expected any more
+    time.sleep(0.5)
+    body = client.get(f"/api/projects/{world['project'].pk}/exports/{job_id}/").json()
+    assert body["status"] == "failed" and "stopped before it finished" in body["message"]
+    assert client.get(f"/api/projects/{world['project'].pk}/exports/{job_id}/download/").status_code == 409
+    assert not storage.media_path(f"exports/{job_id}").exists(), "no half-written archive"
