@@ -102,6 +102,7 @@ class ScanConsumer(AsyncWebsocketConsumer):
     # --- receiving ----------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        message: protocol.Message | None = None
         try:
             if text_data is not None:
                 message = protocol.parse_text(text_data)
@@ -117,9 +118,12 @@ class ScanConsumer(AsyncWebsocketConsumer):
         except protocol.ProtocolError as error:
             await self.send_error(error.code, error.detail, seq=error.seq)
         except sessions.SessionError as error:
-            await self.send_error(error.code, error.detail)
+            # With the prompt's seq and session, so the client can clear that prompt's spinner.
+            await self.send_error(error.code, error.detail, seq=message.seq if message else None,
+                                  session=message.session if message else None)
         except WorkflowError as error:
-            await self.send_error(error.code, error.message)
+            await self.send_error(error.code, error.message, seq=message.seq if message else None,
+                                  session=message.session if message else None)
 
     def _rate_limit(self) -> None:
         now = time.monotonic()

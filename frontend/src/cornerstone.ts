@@ -163,3 +163,18 @@ export function removeVolume(volumeId: string, key: string): void {
   }
   sources.delete(key);
 }
+
+/**
+ * Forget every volume, image and in-memory source of the viewer that is being closed. Only one viewer
+ * is open at a time; without this each opened scan (PET, CT, two labelmaps) stayed in Cornerstone's
+ * cache for the rest of the page's life.
+ */
+export function releaseAll(): void {
+  try {
+    cache.purgeCache();
+  } catch {
+    /* nothing cached */
+  }
+  sources.clear();
+  utilities.genericMetadataProvider.clear();
+}

@@ -14,8 +14,14 @@ export interface LabelmapTarget {
  * inside the mask become `value` (overwriting other segments only when `overwrite` is set).
  * Returns the number of voxels set.
  */
-export function applyMask(target: LabelmapTarget, mask: DecodedMask, value: number, overwrite = false): number {
-  clearValue(target, value);
+export function applyMask(
+  target: LabelmapTarget,
+  mask: DecodedMask,
+  value: number,
+  overwrite = false,
+  touched?: TouchedFrames,
+): number {
+  clearValue(target, value, touched);
   if (!mask.header.bbox) return 0;
   const [lo] = mask.header.bbox;
   const [ds, dr, dc] = mask.size;
@@ -33,6 +39,7 @@ export function applyMask(target: LabelmapTarget, mask: DecodedMask, value: numb
         if (overwrite || target.data[o] === 0 || target.data[o] === value) {
           target.data[o] = value;
           set++;
+          touched?.frames.add(Math.floor(o / touched.frameSize));
         }
       }
     }
@@ -40,9 +47,20 @@ export function applyMask(target: LabelmapTarget, mask: DecodedMask, value: numb
   return set;
 }
 
-export function clearValue(target: LabelmapTarget, value: number): void {
+/** Frames (slices of the flat data, `frameSize` values each) that a change touched. */
+export interface TouchedFrames {
+  frameSize: number;
+  frames: Set<number>;
+}
+
+export function clearValue(target: LabelmapTarget, value: number, touched?: TouchedFrames): void {
   const d = target.data;
-  for (let i = 0; i < d.length; i++) if (d[i] === value) d[i] = 0;
+  for (let i = 0; i < d.length; i++) {
+    if (d[i] === value) {
+      d[i] = 0;
+      touched?.frames.add(Math.floor(i / touched.frameSize));
+    }
+  }
 }
 
 /** Our [slice,row,col] C-order 0/1 array of segment `value`. */

@@ -288,6 +288,15 @@ export class ScanSocket {
     return ++this.seq;
   }
 
+  /**
+   * Make the next seq larger than `seq`. The server keeps a resumed session's `latest_seq` across
+   * connections and refuses prompts/undo/redo/reset/accept whose seq is not after it, so a new
+   * connection (page reload, reconnect) must continue above it.
+   */
+  advanceSeq(seq: number): void {
+    if (Number.isFinite(seq) && seq > this.seq) this.seq = Math.floor(seq);
+  }
+
   get isOpen(): boolean {
     return this.ws !== null && this.ws.readyState === 1;
   }
@@ -384,6 +393,7 @@ export class ScanSocket {
       if (message.type === "superseded" && seq !== null) this.pending.delete(seq);
       if (message.type === "error" && seq !== null) this.pending.delete(seq);
       if (message.type === "accepted" && seq !== null) this.pending.delete(seq);
+      if (message.type === "session.opened" && typeof message.latest_seq === "number") this.advanceSeq(message.latest_seq);
       this.emit(message);
       return;
     }

@@ -2,6 +2,7 @@
 import {
   Enums,
   RenderingEngine,
+  cache,
   eventTarget,
   setVolumesForViewports,
   utilities,
@@ -21,7 +22,7 @@ import {
   utilities as toolUtilities,
 } from "@cornerstonejs/tools";
 import { api, list, projectPath, type Annotation, type Label, type Project, type Scan, type Series, type Version } from "./api";
-import { createVolume, initCornerstone, registerVolumeImages } from "./cornerstone";
+import { createVolume, initCornerstone, registerVolumeImages, releaseAll } from "./cornerstone";
 import { IndexMap, invert4, voxelToWorld, voxelVolumeMl, worldToContinuousIndex, type Mat4, type Vec3 } from "./geometry";
 import { applyMask, segmentStatistics, type SegmentStats } from "./mask";
 import { loadNifti, type NiftiVolume } from "./nifti";
@@ -186,6 +187,9 @@ export class Viewer {
     studio.ready = false;
     studio.pendingPrompts = 0;
     studio.lastMaskVoxels = null;
+    studio.lastMask = undefined;
+    studio.lastAccepted = undefined;
+    studio.lastError = undefined;
     studio.viewer = this;
     try {
       await this.load();
@@ -259,7 +263,6 @@ export class Viewer {
       studio.renderedAt = performance.now();
     }));
     this.connect();
-    void this.loadOthersAccepted();
     if (this.options.review) void this.setupReview(this.options.review);
   }
 
@@ -357,6 +360,8 @@ export class Viewer {
     }
     group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
     group.setToolActive(WindowLevelTool.toolName, { bindings: [{ mouseButton: MouseBindings.Primary, modifierKey: KeyboardBindings.Alt }] });
+    // The brush starts at the size the [ ] keys step from (Cornerstone's own default is 25 mm).
+    segmentationBrushSize(this.toolGroupId, this.brushSize);
     this.setMode("prompt");
   }
 
@@ -766,6 +771,7 @@ export class Viewer {
   private sendPrompt(prompt: Parameters<ScanSocket["prompt"]>[1]): void {
     if (!this.activeLabel) return toast("Choose a label first.", "warn");
     if (!this.socket || this.socket.state !== "open") return toast(ERROR_TEXT.not_connected, "warn");
+    studio.promptSentAt = performance.now();
     const label = this.activeLabel.id;
     const session = this.sessions.get(label);
     if (session === undefined) {
@@ -824,7 +830,10 @@ export class Viewer {
       this.updatePending();
     }));
     socket.on("hello", (m) => {
+      const first = !this.me;
       this.me = String(m.user ?? "");
+      // Needs to know who we are (the server says it in hello) to find the reader's own annotation.
+      if (first) void this.loadOthersAccepted();
       studio.user = this.me;
     });
     socket.on("session.opened", (m) => {
@@ -849,6 +858,9 @@ export class Viewer {
       toast(`Saved ${label?.name ?? "mask"} as version ${m.number ?? m.version}.`, "ok");
       if (label) this.edited.delete(label.id);
       studio.lastAccepted = m;
+      // Show what is now saved in the "accepted" layer: the working layer of this label is reused for the
+      // next object, and the saved one would otherwise vanish from the reader's own view.
+      void this.showAcceptedMask(Number(m.annotation)).catch((e) => console.warn("could not show the saved mask", e));
       this.updatePending();
       this.renderSegments();
     });
@@ -892,15 +904,69 @@ export class Viewer {
     if (!target) return;
     if (mask.checksumOk === false) toast("A mask arrived damaged (checksum mismatch); ignoring it.", "error");
     if (mask.checksumOk === false) return;
+    const promptAt = studio.promptSentAt as number | undefined;
+    const t0 = performance.now();
     const data = this.labelmapArray();
-    const written = applyMask({ data, map: this.map, shape: this.pet.shape }, mask, target.value);
-    this.labelmapVolume.voxelManager!.setCompleteScalarDataArray!(data);
-    segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(this.segId);
+    const t1 = performance.now();
+    const [dx, dy] = this.labelmapVolume.dimensions;
+    const touched = { frameSize: dx * dy, frames: new Set<number>() };
+    const written = applyMask({ data, map: this.map, shape: this.pet.shape }, mask, target.value, false, touched);
+    const t2 = performance.now();
+    // Write back, and re-upload to the GPU, only the slices the mask changed (not the whole volume).
+    const frames = this.writeFrames(this.labelmapVolume, data, touched.frames);
+    const t3 = performance.now();
+    if (frames.length) segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(this.segId, frames);
     this.edited.delete(target.id);
     studio.lastMaskVoxels = written;
     studio.lastMask = { ...mask.header, written };
     this.engine?.renderViewports([...VIEWPORTS]);
-    this.computeStats();
+    const t4 = performance.now();
+    // Statistics follow (debounced) from the SEGMENTATION_DATA_MODIFIED event; they are not on the path to the screen.
+    this.scheduleStats();
+    // Timing hook for tests and the benchmark: two frames after the render was requested the mask is on screen.
+    requestAnimationFrame(() => requestAnimationFrame(() => {
+      const now = performance.now();
+      studio.maskDrawnAt = now;
+      studio.lastClickToMaskMs = promptAt === undefined ? null : now - promptAt;
+      studio.lastMaskProfile = {
+        untilDecoded: promptAt === undefined ? null : t0 - promptAt, read: t1 - t0, apply: t2 - t1, write: t3 - t2,
+        event: t4 - t3, frames: now - t4,
+      };
+      studio.masksDrawn = ((studio.masksDrawn as number | undefined) ?? 0) + 1;
+    }));
+  }
+
+  /**
+   * Copy the given frames (k slices of Cornerstone's index order) of a full scalar array into the
+   * labelmap's per-slice images; falls back to writing the complete array. Returns the frames written.
+   */
+  private writeFrames(volume: Types.IImageVolume, data: ArrayLike<number>, frames: Set<number>): number[] {
+    const list = [...frames].sort((a, b) => a - b);
+    if (!list.length) return list;
+    const [dx, dy] = volume.dimensions;
+    const frameSize = dx * dy;
+    const imageIds = volume.imageIds ?? [];
+    const flat = data as unknown as Uint8Array;
+    const targets = list.map((k) => (imageIds[k] ? cache.getImage(imageIds[k])?.voxelManager?.getScalarData() : undefined));
+    if (targets.some((t) => !t || t.length !== frameSize) || typeof flat.subarray !== "function") {
+      volume.voxelManager!.setCompleteScalarDataArray!(data);
+      return list;
+    }
+    list.forEach((k, i) => (targets[i] as Types.PixelDataTypedArray).set(flat.subarray(k * frameSize, (k + 1) * frameSize)));
+    return list;
+  }
+
+  // ------------------------------------------------------------------ hooks for tests and the benchmark (window.__studio.viewer)
+
+  /** Centre the three orthogonal views on a voxel [slice,row,col]. */
+  goToVoxel(index: Vec3): void {
+    this.jumpTo(voxelToWorld(this.petSeries.affine, index));
+  }
+
+  /** Where a voxel [slice,row,col] lies on a viewport's canvas (CSS pixels from its top left). */
+  voxelToCanvas(id: string, index: Vec3): [number, number] {
+    const [x, y] = this.viewport(id).worldToCanvas(voxelToWorld(this.petSeries.affine, index) as Types.Point3);
+    return [x, y];
   }
 
   private renderPresence(m: ServerMessage): void {
@@ -917,6 +983,8 @@ export class Viewer {
     try {
       const annotations = await list<Annotation>(`${projectPath(this.project.id)}/annotations/?scan=${this.scan.id}`);
       this.annotation = annotations.find((a) => a.annotator === this.me && !a.is_consensus) ?? null;
+      // The reader's own saved objects are shown in the "accepted" layer (review mode shows the reviewed annotation).
+      if (this.annotation?.current_version && !this.options.review) await this.showAcceptedMask(this.annotation.id);
     } catch {
       /* not allowed to list: fine */
     }
@@ -949,6 +1017,7 @@ export class Viewer {
     segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(this.acceptedSegId);
     this.engine?.renderViewports([...VIEWPORTS]);
     studio.acceptedOverlayVoxels = n;
+    studio.acceptedOverlayAnnotation = annotationId;
     return n;
   }
 
@@ -1091,7 +1160,9 @@ export class Viewer {
     try { segmentation.removeSegmentation(this.segId); segmentation.removeSegmentation(this.acceptedSegId); } catch { /* */ }
     this.engine?.destroy();
     this.engine = null;
+    releaseAll();
     studio.ready = false;
+    studio.viewer = undefined;
   }
 }
 

@@ -233,3 +233,12 @@ async def test_the_log_replays_a_session(phantom_world, interactive_phantom):
     out = StringIO()
     await sync_to_async(call_command)("replay_session", session, stdout=out)
     assert out.getvalue().count(" same ") == 3 and "every mask matches" in out.getvalue()
+
+
+async def test_refused_prompts_name_their_seq_and_session(phantom_world, interactive_phantom):
+    client = await connect_client(phantom_world["annotator"], phantom_world["pet_scan"])
+    session = await client.open_session(phantom_world["lesion"].pk)
+    await client.send(type="prompt", session=session, seq=4, point={"index": [9999, 1, 1], "positive": True})
+    reply = await client.receive()
+    assert reply == {**reply, "type": "error", "code": "invalid_prompt", "seq": 4, "session": session}
+    await client.close()

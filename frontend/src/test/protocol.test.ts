@@ -243,6 +243,17 @@ describe("ScanSocket", () => {
     expect(client.pendingPrompts).toBe(0);
   });
 
+  it("continues above a resumed session's latest_seq (the server refuses older seqs)", async () => {
+    const { client, sockets } = harness();
+    client.prompt(5, { point: { index: [0, 0, 0], positive: true } });
+    await client.handle(JSON.stringify({ type: "session.opened", session: 5, label: 1, resumed: true, prompts: [], latest_seq: 40 }));
+    const seq = client.prompt(5, { point: { index: [1, 1, 1], positive: false } });
+    expect(seq).toBe(41);
+    expect(sockets[0].json().at(-1)).toMatchObject({ type: "prompt", seq: 41 });
+    await client.handle(JSON.stringify({ type: "session.opened", session: 6, label: 2, resumed: false, prompts: [], latest_seq: 0 }));
+    expect(client.prompt(6, { box: [[0, 0, 0], [1, 1, 1]] })).toBe(42);
+  });
+
   it("refuses text frames over 64 KiB", () => {
     const { client } = harness();
     expect(() => client.activity("x".repeat(10))).not.toThrow();
