@@ -189,8 +189,11 @@ def compute(session_id: str, seq: int, queued_at: float | None = None, worker: s
 
     engine = get_engine(session.engine)
     engine_started = time.perf_counter()
+    # SegAnyPET engines pick their mask token by the label's kind (organ or lesion).
+    extra = {"kind": session.label.kind} if session.engine.startswith("seganypet") and \
+        session.label.kind in ("organ", "lesion") else {}
     result = engine.segment(np.asarray(volume.array), tuple(pet.spacing), prompts,
-                            previous_mask=_mask_of(session, count - 1), session_key=str(session.pk))
+                            previous_mask=_mask_of(session, count - 1), session_key=str(session.pk), **extra)
     engine_ms = (time.perf_counter() - engine_started) * 1000
     timings = {"queue": round(queue_ms, 1), "setup": round((engine_started - started) * 1000, 1),
                "engine": round(engine_ms, 1)}

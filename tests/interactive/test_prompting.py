@@ -242,3 +242,25 @@ async def test_refused_prompts_name_their_seq_and_session(phantom_world, interac
     reply = await client.receive()
     assert reply == {**reply, "type": "error", "code": "invalid_prompt", "seq": 4, "session": session}
     await client.close()
+
+
+async def test_the_demo_network_answers_prompts_with_the_label_kind(phantom_world, interactive_phantom, monkeypatch):
+    from worker.engines.registry import available_engines
+    from worker.engines.seganypet_engine import SegAnyPETEngine
+
+    assert {e["name"]: e for e in available_engines()}["seganypet-demo"]["available"]
+    kinds = []
+    original = SegAnyPETEngine.segment
+
+    def spy(self, *args, **kwargs):
+        kinds.append(kwargs.get("kind"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SegAnyPETEngine, "segment", spy)
+    client = await connect_client(phantom_world["annotator"], phantom_world["pet_scan"])
+    session = await client.open_session(phantom_world["lesion"].pk, engine="seganypet-demo")
+    await client.send(type="prompt", session=session, seq=1, point={"index": lesion_point(interactive_phantom), "positive": True})
+    reply = await client.receive(timeout=120)
+    assert reply["type"] == "mask" and reply["engine"] == "seganypet-demo" and reply["voxels"] > 0
+    assert kinds == ["lesion"]
+    await client.close()

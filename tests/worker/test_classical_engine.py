@@ -396,7 +396,10 @@ def test_seganypet_availability_follows_the_environment(monkeypatch, tmp_path):
     demo = tmp_path / "demo.pt"
     monkeypatch.setenv("SEGANYPET_DEMO_CHECKPOINT", str(demo))
     listing = {e["name"]: e for e in available_engines()}
-    assert not listing["seganypet-demo"]["available"] and "demo checkpoint is missing" in listing["seganypet-demo"]["reason"]
+    assert (
+        not listing["seganypet-demo"]["available"]
+        and "demo checkpoint is missing" in listing["seganypet-demo"]["reason"]
+    )
     demo.write_bytes(b"not really weights")
     listing = {e["name"]: e for e in available_engines()}
     assert listing["seganypet-demo"]["available"] and listing["seganypet-demo"]["weights"] == str(demo)

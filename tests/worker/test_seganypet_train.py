@@ -35,7 +35,7 @@ TINY = Sam3DConfig(
 )
 DEMO_WEIGHTS = Path(__file__).resolve().parents[2] / "worker" / "seganypet" / "weights" / "demo.pt"
 # Measured on the shipped weights (see MODEL_CARD.md), with a margin for platform differences.
-DEMO_LESION_DICE_AFTER_3_CLICKS = 0.0
+DEMO_LESION_DICE_AFTER_3_CLICKS = 0.15  # measured 0.22 (3 lesions of seed 90001)
 
 
 def tiny_options(tmp_path: Path, **changes: object) -> TrainOptions:
@@ -110,7 +110,6 @@ def test_training_and_held_out_phantoms_never_share_a_seed():
     assert not set(range(1000, 1064)) & set(FINAL_EVAL_SEEDS)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not DEMO_WEIGHTS.is_file(), reason="demo weights not trained yet")
 def test_the_shipped_demo_weights_segment_held_out_lesions():
     torch.set_num_threads(1)

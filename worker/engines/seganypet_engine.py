@@ -21,6 +21,17 @@ What one ``segment`` call does, following the reference inference (SegAnyPET/SAM
    window), seeded with a positive point inside the first result and with the first result's logits
    as previous mask. Results are merged by union, up to ``max_crops`` crops.
 
+Object kind and first-click prior (optional, for checkpoints trained for them; official weights use
+neither): ``segment(..., kind="lesion" | "organ")`` selects the decoder's mask token for that kind
+(``kind_tokens``, e.g. ``{"lesion": 1, "organ": 2}``; token 0, the single-mask output, otherwise),
+because one click on a lesion is ambiguous between the lesion and its host organ. With a
+``first_click_prior`` engine (the 41 % SUVmax threshold engine for the demo model), the first click of
+a new object starts from that engine's region, fed in as the previous low-resolution logits, instead
+of zeros. A checkpoint's metadata says which of the two it was trained with (``kind_tokens``,
+``first_click_prior``); :meth:`SegAnyPETEngine.from_checkpoint` applies them. Training builds its
+inputs with the same functions (:func:`crop_image`, :func:`mask_to_prior_logits`,
+:func:`decode_all_tokens`), so the model sees at inference what it saw in training.
+
 Boxes: the published box path of the prompt encoder cannot run (it adds point embeddings 2 and 3,
 which the checkpoints do not have) and was never trained. A box is therefore used as a crop centre
 and limit (nothing outside it is returned, no crop is extended beyond it) and as a positive point at
@@ -47,7 +58,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from worker.engines.base import Box, PromptError, Prompts, SegmentationResult
+from worker.engines.base import Box, Engine, PromptError, Prompts, SegmentationResult
 from worker.seganypet.checkpoint import load_checkpoint
 from worker.seganypet.model import Sam3D, count_parameters
 
@@ -63,6 +74,9 @@ BORDER_SLAB = 2
 MASK_PRIOR_LOGIT = 8.0
 DEFAULT_CACHE_BYTES = 512 * 2**20
 DEFAULT_MAX_CROPS = 4
+KINDS = ("lesion", "organ")
+# Name of the first-click prior in checkpoint metadata → the engine that computes it.
+CLASSICAL_PRIOR = "classical-41pct"
 
 Origin = tuple[int, int, int]
 
@@ -156,6 +170,43 @@ def zscore_positive(crop: np.ndarray) -> np.ndarray:
         return crop
     std = float(foreground.std(ddof=1))
     return (crop - float(foreground.mean())) / (std if std > 0 else 1.0)
+
+
+def crop_image(volume: np.ndarray, grid: IsotropicGrid, origin: Origin, size: int) -> np.ndarray:
+    """The network input for the crop at ``origin``: resampled, z-scored over voxels > 0, float32."""
+    crop = sample_linear(volume, crop_positions(grid, origin, size))
+    return np.ascontiguousarray(zscore_positive(crop).astype(np.float32, copy=False))
+
+
+def mask_to_prior_logits(mask: np.ndarray, grid: IsotropicGrid, origin: Origin, size: int) -> torch.Tensor:
+    """Low-res logits (1, 1, size/4, size/4, size/4) standing for a mask given on the original grid."""
+    # The bool mask goes in as is: only the block under the crop is converted to float.
+    fraction = sample_linear(mask, crop_positions(grid, origin, size))
+    pooled = F.avg_pool3d(torch.from_numpy(fraction)[None, None], LOW_RES_STRIDE)
+    return (2 * pooled - 1) * MASK_PRIOR_LOGIT
+
+
+def decode_all_tokens(
+    model: Sam3D,
+    image_embedding: torch.Tensor,
+    point_coords: torch.Tensor | None,
+    point_labels: torch.Tensor | None,
+    mask_logits: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of every mask token (B, M, 32, 32, 32) and their IoU estimates (B, M); token 0 is
+    what :meth:`Sam3D.decode` returns."""
+    batch = image_embedding.shape[0] if point_coords is None else point_coords.shape[0]
+    if mask_logits is None:
+        low = model.config.low_res_size
+        mask_logits = image_embedding.new_zeros((batch, 1, low, low, low), dtype=torch.float32)
+    points = None if point_coords is None or point_labels is None else (point_coords, point_labels)
+    sparse, dense = model.prompt_encoder(points=points, masks=mask_logits)
+    return model.mask_decoder.predict_masks(
+        image_embeddings=image_embedding,
+        image_pe=model.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+    )
 
 
 def origin_for_centre(centre: Sequence[float], size: int) -> Origin:
@@ -310,10 +361,8 @@ class PriorLogits:
         return None
 
     def _from_mask(self, origin: Origin) -> torch.Tensor:
-        # The bool mask goes in as is: only the block under the crop is converted to float.
-        fraction = sample_linear(self.previous_mask, crop_positions(self.grid, origin, self.size))
-        pooled = F.avg_pool3d(torch.from_numpy(fraction)[None, None], LOW_RES_STRIDE)
-        return ((2 * pooled - 1) * MASK_PRIOR_LOGIT).to(self.device)
+        assert self.previous_mask is not None
+        return mask_to_prior_logits(self.previous_mask, self.grid, origin, self.size).to(self.device)
 
 
 # --------------------------------------------------------------------------- the engine
@@ -349,6 +398,8 @@ class SegAnyPETEngine:
         amp: bool = True,
         variant: str = "custom",
         checkpoint: str = "",
+        kind_tokens: dict[str, int] | None = None,
+        first_click_prior: Engine | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else _default_device()
         if self.device.type == "cpu":
@@ -363,6 +414,12 @@ class SegAnyPETEngine:
         self.cache = LRUByteCache(cache_bytes)
         self.variant = variant
         self.checkpoint = checkpoint
+        self.kind_tokens = dict(kind_tokens or {})
+        for kind, token in self.kind_tokens.items():
+            if kind not in KINDS or not 0 <= token < model.mask_decoder.num_mask_tokens:
+                raise ValueError(f"invalid kind token {kind!r} → {token}")
+        self.first_click_prior = first_click_prior
+        self._mask_token = 0
         self.stats = {"encoder_runs": 0, "decoder_runs": 0, "embedding_hits": 0, "crops": 0}
         self.last_crop_origins: list[Origin] = []
         self._lock = threading.RLock()
@@ -372,7 +429,9 @@ class SegAnyPETEngine:
         cls, path: str | Path, *, trust_pickle: bool = False, **kwargs: Any
     ) -> SegAnyPETEngine:
         loaded = load_checkpoint(path, trust_pickle=trust_pickle)
-        return cls(loaded.model, variant=loaded.variant, checkpoint=str(path), **kwargs)
+        options = engine_options_from_metadata(loaded.metadata)
+        options.update(kwargs)
+        return cls(loaded.model, variant=loaded.variant, checkpoint=str(path), **options)
 
     @property
     def info(self) -> dict[str, Any]:
@@ -383,6 +442,8 @@ class SegAnyPETEngine:
             "checkpoint": self.checkpoint,
             "device": str(self.device),
             "parameters": count_parameters(self.model),
+            "kind_tokens": dict(self.kind_tokens),
+            "first_click_prior": getattr(self.first_click_prior, "name", None),
         }
 
     def _amp_dtype(self) -> torch.dtype | None:
@@ -404,17 +465,29 @@ class SegAnyPETEngine:
         prompts: Prompts,
         previous_mask: np.ndarray | None = None,
         session_key: str | None = None,
+        *,
+        kind: str | None = None,
     ) -> SegmentationResult:
+        """Segment one object; ``kind`` (``"lesion"``/``"organ"``/``None``) picks the mask token when
+        the checkpoint has one for it (see the module docstring)."""
         started = time.perf_counter()
         grid = self._grid(volume, spacing)
         prompts.validate(volume.shape)
+        if kind is not None and kind not in KINDS:
+            raise PromptError(f"unknown object kind {kind!r}; expected one of {KINDS} or none")
         if previous_mask is not None and previous_mask.shape != volume.shape:
             raise PromptError(f"previous mask {previous_mask.shape} does not match the volume {volume.shape}")
         box = self._box_in_resampled(prompts.box, grid) if prompts.box is not None else None
         clicks = self._clicks(prompts, grid, box)
         timings = {"prepare": 0.0, "encode": 0.0, "decode": 0.0, "paste": 0.0}
         with self._lock, torch.inference_mode():
+            # Read by _decode; set under the lock because the engine is shared between threads.
+            self._mask_token = self.kind_tokens.get(kind, 0) if kind is not None else 0
             state, mask_prior = self._session_prior(session_key, grid, previous_mask)
+            if state is None and mask_prior is None and self.first_click_prior is not None:
+                prior_started = time.perf_counter()
+                mask_prior = self._first_click_prior(volume, spacing, prompts, session_key)
+                timings["prior"] = _ms(prior_started)
             prior = PriorLogits(state, mask_prior, grid, self.crop_size, self.device)
             primary = self._primary_origin(clicks, box, state)
             runs = self._run_crops(volume, grid, clicks, box, CropJob(primary), prior, session_key, timings)
@@ -425,6 +498,18 @@ class SegAnyPETEngine:
         self.last_crop_origins = [run.origin for run in runs]
         timings["total"] = _ms(started)
         return SegmentationResult(mask=mask, score=float(np.clip(runs[0].iou, 0.0, 1.0)), timings_ms=timings)
+
+    def _first_click_prior(
+        self,
+        volume: np.ndarray,
+        spacing: tuple[float, float, float],
+        prompts: Prompts,
+        session_key: str | None,
+    ) -> np.ndarray | None:
+        """The prior engine's region for a new object (None when it finds nothing)."""
+        assert self.first_click_prior is not None
+        result = self.first_click_prior.segment(volume, spacing, prompts, None, session_key)
+        return result.mask if result.mask.any() else None
 
     def clear_session(self, session_key: str) -> None:
         """Forget a session's embeddings and logits (e.g. when its scan is closed)."""
@@ -616,9 +701,7 @@ class SegAnyPETEngine:
         return embedding
 
     def _crop_image(self, volume: np.ndarray, grid: IsotropicGrid, origin: Origin) -> torch.Tensor:
-        crop = sample_linear(volume, crop_positions(grid, origin, self.crop_size))
-        normalised = zscore_positive(crop).astype(np.float32, copy=False)
-        return torch.from_numpy(np.ascontiguousarray(normalised))[None, None].to(self.device)
+        return torch.from_numpy(crop_image(volume, grid, origin, self.crop_size))[None, None].to(self.device)
 
     def _decode(
         self,
@@ -636,8 +719,13 @@ class SegAnyPETEngine:
             labels = torch.as_tensor([int(c.positive) for c in points], dtype=torch.long, device=self.device)[
                 None
             ]
+        token = self._mask_token
         with self._autocast():
-            logits, iou = self.model.decode(embedding, coords, labels, previous)
+            if token == 0:
+                logits, iou = self.model.decode(embedding, coords, labels, previous)
+            else:
+                all_logits, all_iou = decode_all_tokens(self.model, embedding, coords, labels, previous)
+                logits, iou = all_logits[:, token : token + 1], all_iou[:, token : token + 1]
         logits = logits.float()
         upsampled = F.interpolate(logits, size=(self.crop_size,) * 3, mode="trilinear", align_corners=False)
         crop_logits = upsampled[0, 0].cpu().numpy()
@@ -716,6 +804,47 @@ class SegAnyPETEngine:
     @staticmethod
     def _session_cache_key(session_key: str | None, grid: IsotropicGrid) -> tuple[Any, ...] | None:
         return None if session_key is None else ("session", session_key, grid.shape, grid.spacing)
+
+
+class KindBoundEngine:
+    """A SegAnyPET engine with a fixed object kind, for code that calls the plain Engine interface
+    (e.g. the click-simulation evaluation)."""
+
+    def __init__(self, engine: SegAnyPETEngine, kind: str | None) -> None:
+        self.engine = engine
+        self.kind = kind
+        self.name = engine.name
+
+    def segment(
+        self,
+        volume: np.ndarray,
+        spacing: tuple[float, float, float],
+        prompts: Prompts,
+        previous_mask: np.ndarray | None = None,
+        session_key: str | None = None,
+    ) -> SegmentationResult:
+        return self.engine.segment(volume, spacing, prompts, previous_mask, session_key, kind=self.kind)
+
+
+def engine_options_from_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Engine keyword arguments for what a checkpoint says it was trained with."""
+    options: dict[str, Any] = {}
+    tokens = metadata.get("kind_tokens")
+    if isinstance(tokens, dict):
+        options["kind_tokens"] = {str(k): int(v) for k, v in tokens.items()}
+    prior = metadata.get("first_click_prior")
+    if prior == CLASSICAL_PRIOR:
+        options["first_click_prior"] = make_classical_prior()
+    elif prior:
+        raise SegAnyPETUnavailableError(f"the checkpoint needs an unknown first-click prior {prior!r}")
+    return options
+
+
+def make_classical_prior() -> Engine:
+    """The first-click prior the demo model is trained with: the 41 % SUVmax engine, default settings."""
+    from worker.engines.classical import ClassicalPETEngine
+
+    return ClassicalPETEngine()
 
 
 def _ms(started: float) -> float:

@@ -117,6 +117,10 @@ def decomposed_rel_pos_bias(
     term_w = torch.einsum("bdhjc,jkc->bdhjk", q_rows, r_w)
     # The h and w terms do not depend on the query's w: add them at 1/Qw of the full size first.
     hw_terms = term_h[:, :, :, None, :, None, :] + term_w[:, :, :, None, None, :, :]
+    if torch.is_grad_enabled() and (q.requires_grad or any(t.requires_grad for t in rel_pos)):
+        # Training: ``out=`` does not support autograd; the same sum, made contiguous afterwards.
+        bias = (hw_terms + term_d[:, :, :, :, None, None, :]).contiguous()
+        return bias.view(batch, q_d * q_h * q_w, key_size**3)
     # An explicit contiguous output: broadcasting may otherwise pick strides that force a copy on reshape.
     bias = q.new_empty((batch, q_d, q_h, q_w, key_size, key_size, key_size))
     torch.add(hw_terms, term_d[:, :, :, :, None, None, :], out=bias)
