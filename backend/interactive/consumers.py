@@ -213,8 +213,8 @@ class ScanConsumer(AsyncWebsocketConsumer):
         if dispatch.runs_in_process():
             # In-process: run in a worker thread so this socket keeps receiving (newer prompts supersede).
             self.pending[(session_id, seq)] = ("", timer)
-            asyncio.ensure_future(sync_to_async(dispatch.enqueue_prompt, thread_sensitive=False)(
-                session_id, seq, self.channel_name, queued_at, None))
+            asyncio.ensure_future(sync_to_async(dispatch.run_in_process, thread_sensitive=False)(
+                session_id, seq, self.channel_name, queued_at))
         else:
             task_id = await sync_to_async(dispatch.enqueue_prompt)(session_id, seq, self.channel_name, queued_at,
                                                                     self.worker)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import threading
 
 from celery.utils.nodenames import worker_direct
 from django.conf import settings
@@ -20,6 +21,16 @@ def enqueue_prompt(session_id: str, seq: int, reply_channel: str, queued_at: flo
 
     queue = worker_direct(worker) if worker else PROMPT_QUEUE
     return run_prompt.apply_async((session_id, seq, reply_channel, queued_at), queue=queue).id
+
+
+_IN_PROCESS = threading.Lock()
+
+
+def run_in_process(session_id: str, seq: int, reply_channel: str, queued_at: float) -> None:
+    """The embedded mode's worker: one prompt at a time, like one worker process (and SQLite
+    takes one writer at a time anyway)."""
+    with _IN_PROCESS:
+        enqueue_prompt(session_id, seq, reply_channel, queued_at, None)
 
 
 def runs_in_process() -> bool:

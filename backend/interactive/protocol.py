@@ -169,19 +169,40 @@ def decode_mask(header: dict[str, Any], payload: bytes, volume_shape: tuple[int,
     return mask
 
 
+def bounding_box(mask: np.ndarray) -> tuple[list[int], list[int]] | None:
+    """Lower (inclusive) and upper (exclusive) corner of the set voxels; projections, not argwhere,
+    because this runs on every prompt over a whole-body volume."""
+    extents = []
+    for axis in range(mask.ndim):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=others))
+        if hits.size == 0:
+            return None
+        extents.append((int(hits[0]), int(hits[-1]) + 1))
+    return [lo for lo, _ in extents], [hi for _, hi in extents]
+
+
+def mask_checksum(mask: np.ndarray) -> str | None:
+    """sha256 of the packed bits inside the bounding box: the checksum of a mask frame's payload."""
+    box = bounding_box(mask)
+    if box is None:
+        return None
+    region = tuple(slice(a, b) for a, b in zip(*box, strict=True))
+    return hashlib.sha256(np.packbits(mask[region].ravel()).tobytes()).hexdigest()
+
+
 def encode_mask(mask: np.ndarray, header: dict[str, Any]) -> bytes:
     """Binary frame of a mask: only its bounding box travels."""
     header = dict(header)
     header["shape"] = list(mask.shape)
-    coords = np.argwhere(mask)
-    if coords.size == 0:
+    box = bounding_box(mask)
+    if box is None:
         header.update(bbox=None, voxels=0, checksum=None)
         payload = b""
     else:
-        lower, upper = coords.min(axis=0), coords.max(axis=0) + 1
-        region = tuple(slice(int(a), int(b)) for a, b in zip(lower, upper, strict=True))
-        packed = np.packbits(mask[region].ravel()).tobytes()
-        header.update(bbox=[[int(v) for v in lower], [int(v) for v in upper]], voxels=int(coords.shape[0]),
+        region = mask[tuple(slice(a, b) for a, b in zip(*box, strict=True))]
+        packed = np.packbits(region.ravel()).tobytes()
+        header.update(bbox=[box[0], box[1]], voxels=int(np.count_nonzero(region)),
                       checksum=hashlib.sha256(packed).hexdigest())
         payload = zlib.compress(packed, 1)
     encoded = json.dumps(header, separators=(",", ":")).encode()

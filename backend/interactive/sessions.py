@@ -198,6 +198,8 @@ def compute(session_id: str, seq: int, queued_at: float | None = None, worker: s
     timings = {"queue": round(queue_ms, 1), "setup": round((engine_started - started) * 1000, 1),
                "engine": round(engine_ms, 1)}
     frame = _frame(session, result.mask, seq, score=round(float(result.score), 4), timings=timings)
+    header, _ = protocol.split_frame(frame)
+    header_checksum, header_voxels = header["checksum"], header["voxels"]
     relative = f"{storage.scan_dir_relative(session.scan_id)}/sessions/{session.pk}/{count}-{seq}.mask"
     sha256 = storage.write_atomically(relative, frame, durable=False)
     with transaction.atomic():
@@ -208,8 +210,7 @@ def compute(session_id: str, seq: int, queued_at: float | None = None, worker: s
         locked.save(update_fields=["masks", "updated_at"])
         _log(locked, seq, "mask", payload={"worker": worker}, engine=session.engine, model_version=str(getattr(engine, "model_version", "")
                                                                             or getattr(engine, "variant", "")),
-             result_sha256=hashlib.sha256(np.packbits(result.mask.ravel()).tobytes()).hexdigest(),
-             voxels=int(result.mask.sum()), timings=timings)
+             result_sha256=header_checksum or "", voxels=header_voxels, timings=timings)
     return Outcome(frame=frame)
 
 
@@ -233,7 +234,7 @@ def accept(session_id: str, user, seq: int, corrected: np.ndarray | None):
         locked.latest_seq = max(locked.latest_seq, seq)
         locked.save()
         _log(locked, seq, "accept", payload={"version": version.pk, "edited": corrected is not None},
-             result_sha256=hashlib.sha256(np.packbits(mask.ravel()).tobytes()).hexdigest(), voxels=int(mask.sum()))
+             result_sha256=protocol.mask_checksum(mask) or "", voxels=int(np.count_nonzero(mask)))
     return annotation, version
 
 
@@ -266,7 +267,7 @@ def replay(session_id: str) -> list[dict]:
             result = engine.segment(volume, tuple(pet.spacing), _prompts_of(prompts[:active]),
                                     previous_mask=masks.get(active - 1), session_key=f"replay-{session.pk}")
             masks[active] = result.mask
-            checksum = hashlib.sha256(np.packbits(result.mask.ravel()).tobytes()).hexdigest()
+            checksum = protocol.mask_checksum(result.mask) or ""
             rows.append({"seq": entry.seq, "action": "mask", "logged": entry.result_sha256, "replayed": checksum,
                          "match": checksum == entry.result_sha256})
         elif entry.action == "accept":
