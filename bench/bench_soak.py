@@ -169,16 +169,20 @@ def main() -> None:
     server = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
                                "backend.asgi:application"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "backend", "worker", "-Q", "gpu,cpu", "--pool",
-                               "solo", "--hostname", "soak@localhost", "-l", "warning"], env=env, cwd=ROOT,
+    # As docker-compose runs them: prompts on a `gpu` worker, statistics on a separate `cpu` worker.
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "backend", "worker", "-Q", "gpu", "--pool",
+                               "solo", "--hostname", "soak-gpu@localhost", "-l", "warning"], env=env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cpu_worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "backend", "worker", "-Q", "cpu", "--pool",
+                                   "solo", "--hostname", "soak-cpu@localhost", "-l", "warning"], env=env, cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     memory: list[dict] = []
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
             memory.append({"t": round(time.monotonic() - began, 1), "server": rss_mib(server.pid),
-                           "worker": rss_mib(worker.pid)})
+                           "worker": rss_mib(worker.pid), "cpu_worker": rss_mib(cpu_worker.pid)})
             stop.wait(10)
 
     try:
@@ -203,30 +207,35 @@ def main() -> None:
             process.join(timeout=30)
         stop.set()
         memory.append({"t": round(time.monotonic() - began, 1), "server": rss_mib(server.pid),
-                       "worker": rss_mib(worker.pid)})
+                       "worker": rss_mib(worker.pid), "cpu_worker": rss_mib(cpu_worker.pid)})
     finally:
         server.terminate()
         worker.terminate()
+        cpu_worker.terminate()
     warm = memory[min(1, len(memory) - 1)]  # after the first sample: caches are filled
     figures = {"annotators": args.annotators, "minutes": args.minutes, "errors": len(errors), "error_samples": errors[:10],
                "latency_ms": {k: {"n": len(v), "p50": round(percentile(v, 50), 1), "p95": round(percentile(v, 95), 1)}
                               for k, v in timings.items()},
                "memory_mib": {"server_start": warm["server"], "server_end": memory[-1]["server"],
                               "worker_start": warm["worker"], "worker_end": memory[-1]["worker"],
-                              "server_max": max(m["server"] for m in memory), "worker_max": max(m["worker"] for m in memory)},
+                              "server_max": max(m["server"] for m in memory), "worker_max": max(m["worker"] for m in memory),
+                              "cpu_worker_start": warm["cpu_worker"], "cpu_worker_end": memory[-1]["cpu_worker"],
+                              "cpu_worker_max": max(m["cpu_worker"] for m in memory)},
                "memory_samples": memory}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "soak.json").write_text(json.dumps(figures, indent=2) + "\n")
     m = figures["memory_mib"]
     lines = ["# Soak benchmark", "",
              f"{args.annotators} simulated annotators for {args.minutes} min (prompt → accept → submit → review, "
-             "once a second each) against daphne + PostgreSQL + Redis + 1 Celery worker on this machine (2 cores).", "",
+             "once a second each) against daphne + PostgreSQL + Redis + Celery (one `gpu` and one `cpu` worker, "
+             "as docker-compose runs them) on this machine (2 cores).", "",
              "| action | count | p50 ms | p95 ms |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['n']} | {v['p50']} | {v['p95']} |" for k, v in figures["latency_ms"].items()]
     lines += ["", f"Errors: **{len(errors)}** (goal 0).", "",
               "| process | RSS after warm-up (MiB) | RSS at end (MiB) | max (MiB) |", "|---|---|---|---|",
               f"| daphne | {m['server_start']} | {m['server_end']} | {m['server_max']} |",
-              f"| celery worker | {m['worker_start']} | {m['worker_end']} | {m['worker_max']} |", ""]
+              f"| celery worker (gpu queue) | {m['worker_start']} | {m['worker_end']} | {m['worker_max']} |",
+              f"| celery worker (cpu queue) | {m['cpu_worker_start']} | {m['cpu_worker_end']} | {m['cpu_worker_max']} |", ""]
     (RESULTS / "soak.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
