@@ -157,7 +157,7 @@ class ScanConsumer(AsyncWebsocketConsumer):
             await self.open_session(message)
         elif kind == "prompt":
             session = await database_sync_to_async(sessions.add_prompt)(message.session, user, message.seq,
-                                                                         message.data)
+                                                                         message.data, self.volume_shape)
             await self.dispatch_prompt(str(session.pk), message.seq, session.engine)
         elif kind in ("undo", "redo", "reset"):
             session, frame = await database_sync_to_async(sessions.step_history)(message.session, user, message.seq,
@@ -202,11 +202,6 @@ class ScanConsumer(AsyncWebsocketConsumer):
     async def dispatch_prompt(self, session_id: str, seq: int, engine: str) -> None:
         self.sessions_used.add(session_id)
         queued_at = time.time()
-        waiting = await sync_to_async(dispatch.queue_length)()
-        if waiting:
-            typical = await database_sync_to_async(dispatch.typical_engine_ms)(engine)
-            await self.send_json({"type": "queued", "session": session_id, "seq": seq, "position": waiting,
-                                  "expected_wait_ms": round(waiting * typical)})
         timer = asyncio.ensure_future(self._timeout(session_id, seq))
         self.dispatched_at[(session_id, seq)] = (time.perf_counter(), engine)
         log.info("prompt dispatched", extra={"session": session_id, "seq": seq, "engine": engine, "scan": self.scan_id})
@@ -216,9 +211,13 @@ class ScanConsumer(AsyncWebsocketConsumer):
             asyncio.ensure_future(sync_to_async(dispatch.run_in_process, thread_sensitive=False)(
                 session_id, seq, self.channel_name, queued_at))
         else:
-            task_id = await sync_to_async(dispatch.enqueue_prompt)(session_id, seq, self.channel_name, queued_at,
-                                                                    self.worker)
-            self.pending[(session_id, seq)] = (task_id, timer)
+            # One hop off the event loop for the queue depth and the publish.
+            submitted = await database_sync_to_async(dispatch.submit)(session_id, seq, self.channel_name, queued_at,
+                                                                       self.worker, engine)
+            self.pending[(session_id, seq)] = (submitted.task_id, timer)
+            if submitted.waiting:
+                await self.send_json({"type": "queued", "session": session_id, "seq": seq,
+                                      "position": submitted.waiting, "expected_wait_ms": submitted.expected_wait_ms})
 
     async def _timeout(self, session_id: str, seq: int) -> None:
         await asyncio.sleep(dispatch.prompt_timeout_s())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import threading
+from dataclasses import dataclass
 
 from celery.utils.nodenames import worker_direct
 from django.conf import settings
@@ -21,6 +22,21 @@ def enqueue_prompt(session_id: str, seq: int, reply_channel: str, queued_at: flo
 
     queue = worker_direct(worker) if worker else PROMPT_QUEUE
     return run_prompt.apply_async((session_id, seq, reply_channel, queued_at), queue=queue).id
+
+
+@dataclass(frozen=True)
+class Submitted:
+    task_id: str
+    waiting: int  # prompts ahead of this one in the shared queue
+    expected_wait_ms: int
+
+
+def submit(session_id: str, seq: int, reply_channel: str, queued_at: float, worker: str | None,
+           engine: str) -> Submitted:
+    """Measure the queue, then publish the prompt (the client is told its position when it waits)."""
+    waiting = queue_length()
+    expected = round(waiting * typical_engine_ms(engine)) if waiting else 0
+    return Submitted(enqueue_prompt(session_id, seq, reply_channel, queued_at, worker), waiting, expected)
 
 
 _IN_PROCESS = threading.Lock()

@@ -8,12 +8,15 @@ closed tab or a server restart exactly where it was.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 from django.db import transaction
+from django.utils import timezone
 
 from backend.annotations import services as annotation_services
 from backend.annotations.models import Annotation
@@ -40,8 +43,10 @@ class Outcome:
     superseded_by: int | None = None
 
 
-def _session_for(session_id: str, user, lock: bool = False) -> InteractiveSession:
-    queryset = InteractiveSession.objects.select_related("scan", "label").prefetch_related("scan__series")
+def _session_for(session_id: str, user, lock: bool = False, with_scan: bool = True) -> InteractiveSession:
+    queryset = InteractiveSession.objects.all()
+    if with_scan:
+        queryset = queryset.select_related("scan", "label").prefetch_related("scan__series")
     if lock:
         queryset = queryset.select_for_update()
     try:
@@ -103,24 +108,86 @@ def _load_frame(entry: dict) -> bytes:
     return payload
 
 
-def _mask_of(session: InteractiveSession, count: int) -> np.ndarray | None:
+class _RecentMasks:
+    """The last working masks this process computed, so the next prompt of a session needs no file
+    read, checksum and decode for its previous mask. Keyed by the stored frame's sha256."""
+
+    def __init__(self, capacity: int = 32) -> None:
+        self.capacity = capacity
+        self.masks: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, sha256: str) -> np.ndarray | None:
+        with self.lock:
+            mask = self.masks.get(sha256)
+            if mask is not None:
+                self.masks.move_to_end(sha256)
+            return mask
+
+    def put(self, sha256: str, mask: np.ndarray) -> None:
+        with self.lock:
+            self.masks[sha256] = mask
+            self.masks.move_to_end(sha256)
+            while len(self.masks) > self.capacity:
+                self.masks.popitem(last=False)
+
+
+_recent_masks = _RecentMasks()
+
+
+def _mask_of(session: InteractiveSession, count: int, shape: tuple[int, int, int] | None = None) -> np.ndarray | None:
     entry = session.masks.get(str(count))
     if not entry:
         return None
+    cached = _recent_masks.get(entry["sha256"])
+    if cached is not None:
+        return cached
     header, payload = protocol.split_frame(_load_frame(entry))
-    return protocol.decode_mask(header, payload, tuple(session.scan.pet.shape))
+    return protocol.decode_mask(header, payload, shape or tuple(session.scan.pet.shape))
+
+
+@dataclass(frozen=True)
+class PetInfo:
+    volume_file: str
+    sha256: str
+    spacing: tuple[float, float, float]
+    shape: tuple[int, int, int]
+
+
+_pet_infos: OrderedDict[int, PetInfo] = OrderedDict()
+_pet_infos_lock = threading.Lock()
+
+
+def pet_info(scan_id: int) -> PetInfo:
+    """The PET series of a scan, cached per process: a ready scan's series never change, and the
+    prompt path saves a query per prompt."""
+    with _pet_infos_lock:
+        info = _pet_infos.get(scan_id)
+    if info is None:
+        pet = Scan.objects.prefetch_related("series").get(pk=scan_id).pet
+        if pet is None:
+            raise SessionError("not_found", "This scan has no PET series.")
+        info = PetInfo(pet.volume_file, pet.sha256, tuple(pet.spacing), tuple(pet.shape))
+        with _pet_infos_lock:
+            _pet_infos[scan_id] = info
+            while len(_pet_infos) > 64:
+                _pet_infos.popitem(last=False)
+    return info
 
 
 def _log(session: InteractiveSession, seq: int, action: str, **fields) -> None:
-    PromptLog.objects.create(session=session, seq=seq, action=action, user=session.user, **fields)
+    PromptLog.objects.create(session=session, seq=seq, action=action, user_id=session.user_id, **fields)
 
 
-def add_prompt(session_id: str, user, seq: int, entry: dict) -> InteractiveSession:
+def add_prompt(session_id: str, user, seq: int, entry: dict,
+               shape: tuple[int, int, int] | None = None) -> InteractiveSession:
+    """Record a prompt. ``shape`` is the PET grid when the caller knows it (saves two queries)."""
     with transaction.atomic():
-        session = _session_for(session_id, user, lock=True)
+        session = _session_for(session_id, user, lock=True, with_scan=shape is None)
         if seq <= session.latest_seq:
             raise SessionError("malformed", f"seq {seq} is not after {session.latest_seq}; sequence numbers increase.")
-        shape = tuple(session.scan.pet.shape)
+        if shape is None:
+            shape = tuple(session.scan.pet.shape)
         try:
             _prompts_of([{"seq": seq, **entry}]).validate(shape)
         except PromptError as error:
@@ -129,7 +196,7 @@ def add_prompt(session_id: str, user, seq: int, entry: dict) -> InteractiveSessi
         session.masks = {k: v for k, v in session.masks.items() if int(k) < len(session.prompts)}
         session.active_count = len(session.prompts)
         session.latest_seq = seq
-        session.save()
+        session.save(update_fields=["prompts", "masks", "active_count", "latest_seq", "updated_at"])
         _log(session, seq, "prompt", payload=entry, engine=session.engine)
     return session
 
@@ -174,43 +241,50 @@ def _prompts_of(entries: list[dict]) -> Prompts:
 
 
 def compute(session_id: str, seq: int, queued_at: float | None = None, worker: str = "") -> Outcome:
-    """Run the engine for the session's prompts as of `seq` (the worker side)."""
+    """Run the engine for the session's prompts as of `seq` (the worker side).
+
+    Three queries on the way: the session, then one conditional UPDATE and one log INSERT. The
+    update only lands while `seq` is still the session's latest prompt; any newer message (prompt,
+    undo, redo, reset, accept) raises `latest_seq`, so a stale result can never overwrite a newer one.
+    """
     started = time.perf_counter()
     queue_ms = max(0.0, (time.time() - queued_at) * 1000) if queued_at else 0.0
-    session = InteractiveSession.objects.select_related("scan", "label").prefetch_related("scan__series").get(
-        pk=session_id)
+    session = InteractiveSession.objects.select_related("label").get(pk=session_id)
     if seq <= session.cancelled_through_seq or seq < session.latest_seq or not session.is_open:
         return Outcome(superseded_by=session.latest_seq)
     count = session.active_count
     prompts = _prompts_of(session.prompts[:count])
-    pet = session.scan.pet
+    pet = pet_info(session.scan_id)
     volume = storage.read_volume(pet.volume_file, pet.sha256)
     from worker.engines import get_engine
 
     engine = get_engine(session.engine)
+    previous = _mask_of(session, count - 1, pet.shape)
     engine_started = time.perf_counter()
     # SegAnyPET engines pick their mask token by the label's kind (organ or lesion).
     extra = {"kind": session.label.kind} if session.engine.startswith("seganypet") and \
         session.label.kind in ("organ", "lesion") else {}
-    result = engine.segment(np.asarray(volume.array), tuple(pet.spacing), prompts,
-                            previous_mask=_mask_of(session, count - 1), session_key=str(session.pk), **extra)
+    result = engine.segment(np.asarray(volume.array), pet.spacing, prompts,
+                            previous_mask=previous, session_key=str(session.pk), **extra)
     engine_ms = (time.perf_counter() - engine_started) * 1000
     timings = {"queue": round(queue_ms, 1), "setup": round((engine_started - started) * 1000, 1),
                "engine": round(engine_ms, 1)}
     frame = _frame(session, result.mask, seq, score=round(float(result.score), 4), timings=timings)
     header, _ = protocol.split_frame(frame)
-    header_checksum, header_voxels = header["checksum"], header["voxels"]
     relative = f"{storage.scan_dir_relative(session.scan_id)}/sessions/{session.pk}/{count}-{seq}.mask"
     sha256 = storage.write_atomically(relative, frame, durable=False)
+    model_version = str(getattr(engine, "model_version", "") or getattr(engine, "variant", ""))
     with transaction.atomic():
-        locked = InteractiveSession.objects.select_for_update().get(pk=session.pk)
-        if locked.latest_seq != seq or locked.active_count != count:
-            return Outcome(superseded_by=locked.latest_seq)
-        locked.masks = {**locked.masks, str(count): {"file": relative, "sha256": sha256, "seq": seq}}
-        locked.save(update_fields=["masks", "updated_at"])
-        _log(locked, seq, "mask", payload={"worker": worker}, engine=session.engine, model_version=str(getattr(engine, "model_version", "")
-                                                                            or getattr(engine, "variant", "")),
-             result_sha256=header_checksum or "", voxels=header_voxels, timings=timings)
+        stored = InteractiveSession.objects.filter(
+            pk=session.pk, latest_seq=seq, active_count=count, is_open=True
+        ).update(masks={**session.masks, str(count): {"file": relative, "sha256": sha256, "seq": seq}},
+                 updated_at=timezone.now())
+        if not stored:
+            return Outcome(superseded_by=InteractiveSession.objects.values_list("latest_seq", flat=True)
+                           .get(pk=session.pk))
+        _log(session, seq, "mask", payload={"worker": worker}, engine=session.engine, model_version=model_version,
+             result_sha256=header["checksum"] or "", voxels=header["voxels"], timings=timings)
+    _recent_masks.put(sha256, result.mask)
     return Outcome(frame=frame)
 
 
