@@ -185,6 +185,7 @@ export class Viewer {
   async start(): Promise<void> {
     this.layout();
     studio.ready = false;
+    studio.mipReady = false;
     studio.pendingPrompts = 0;
     studio.lastMaskVoxels = null;
     studio.lastMask = undefined;
@@ -227,7 +228,10 @@ export class Viewer {
           return null;
         })
       : Promise.resolve(null);
+    const opened = performance.now();
     const [petVolume, ctVolume] = await Promise.all([petPromise, ctPromise, init]).then(([p, c]) => [p, c] as const);
+    const phases: Record<string, number> = { volumesLoaded: performance.now() - opened };
+    studio.openPhases = phases;
     this.pet = petVolume;
     // The REST affine is authoritative for voxel indices; the NIfTI must agree.
     this.inverseAffine = invert4(pet.affine);
@@ -247,20 +251,31 @@ export class Viewer {
     this.labelmapVolume = volumeLoader.createAndCacheDerivedLabelmapVolume(this.petVolumeId, { volumeId: `lm-${this.scanKey}` });
     this.acceptedVolume = volumeLoader.createAndCacheDerivedLabelmapVolume(this.petVolumeId, { volumeId: `acc-lm-${this.scanKey}` });
 
+    phases.volumesCreated = performance.now() - opened;
     await this.setupViewports();
+    phases.viewportsSet = performance.now() - opened;
     this.setupSegmentation();
     this.setupTools();
     this.buildControls();
     this.bindPointer();
     this.bindKeys();
-    this.applyDisplay();
-    this.engine!.renderViewports([...VIEWPORTS, MIP]);
+    this.applyDisplay(false);
     this.$("loading").hidden = true;
     this.crosshair = voxelToWorld(pet.affine, petVolume.shape.map((n) => Math.floor(n / 2)) as Vec3);
     this.jumpTo(this.crosshair);
+    phases.renderRequested = performance.now() - opened;
+    // The slice views come first; the whole-body MIP (a ray cast through the volume, slow in software
+    // WebGL) is drawn in the frames after them.
     requestAnimationFrame(() => requestAnimationFrame(() => {
       studio.ready = true;
       studio.renderedAt = performance.now();
+      phases.slicesOnScreen = performance.now() - opened;
+      if (!this.engine) return; // closed meanwhile
+      this.viewport(MIP).render();
+      requestAnimationFrame(() => requestAnimationFrame(() => {
+        studio.mipReady = true;
+        phases.mipOnScreen = performance.now() - opened;
+      }));
     }));
     this.connect();
     if (this.options.review) void this.setupReview(this.options.review);
@@ -443,7 +458,7 @@ export class Viewer {
     return { lower: 0, upper: Math.max(1e-6, sample[Math.floor(sample.length * 0.995)]) };
   }
 
-  private applyDisplay(): void {
+  private applyDisplay(renderMip = true): void {
     if (!this.engine) return;
     const [, colormapName] = COLORMAPS[this.colormap];
     const range = this.petRange();
@@ -466,7 +481,7 @@ export class Viewer {
         const ctActor = vp.getActors().find((a) => a.referencedId === this.ctVolumeId || a.uid === this.ctVolumeId);
         ctActor?.actor.setVisibility(fused);
       }
-      vp.render();
+      if (id !== MIP || renderMip) vp.render();
     }
     if (this.ctVolumeId && this.fusion && !this.ctWindowSet) {
       this.ctWindowSet = true;
@@ -736,7 +751,9 @@ export class Viewer {
     const { world, index } = this.canvasToIndex(id, x, y);
     const v = this.voxelOf(index);
     if (!v) return toast("That point is outside the scan.", "warn");
-    this.jumpTo(world, id);
+    // The prompt leaves first. The other views move to the click only once the mask is on screen:
+    // re-slicing them now would keep the (software-rendered) main thread busy while the mask arrives.
+    this.deferredJump = { world, except: id };
     this.sendPrompt({ point: { index: v, positive } });
   }
 
@@ -766,6 +783,14 @@ export class Viewer {
     hi[through] = Math.min(this.pet.shape[through], centre + half + 1);
     if (lo.some((x, i) => x >= hi[i])) return toast("That box is outside the scan.", "warn");
     this.sendPrompt({ box: [lo, hi] });
+  }
+
+  private deferredJump: { world: Vec3; except: string } | null = null;
+
+  private runDeferredJump(): void {
+    const jump = this.deferredJump;
+    this.deferredJump = null;
+    if (jump) this.jumpTo(jump.world, jump.except);
   }
 
   private sendPrompt(prompt: Parameters<ScanSocket["prompt"]>[1]): void {
@@ -887,6 +912,7 @@ export class Viewer {
         this.openingLabel = null;
       }
       studio.lastError = m;
+      this.runDeferredJump();
       this.updatePending();
     });
     socket.on("client.lost", () => toast("The connection dropped; prompts in flight were lost. Reconnecting…", "warn"));
@@ -928,6 +954,7 @@ export class Viewer {
       const now = performance.now();
       studio.maskDrawnAt = now;
       studio.lastClickToMaskMs = promptAt === undefined ? null : now - promptAt;
+      this.runDeferredJump();
       studio.lastMaskProfile = {
         untilDecoded: promptAt === undefined ? null : t0 - promptAt, read: t1 - t0, apply: t2 - t1, write: t3 - t2,
         event: t4 - t3, frames: now - t4,

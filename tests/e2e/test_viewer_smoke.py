@@ -27,6 +27,8 @@ def test_viewer_renders_pet(reader):
     page, errors = annotator.page, annotator.errors
     display = annotator.studio("s.display")
     assert display["voiRange"] == {"lower": 0, "upper": 10}
+    # The slice views are on screen at `ready`; the whole-body MIP follows in the next frames.
+    page.wait_for_function("() => window.__studio.mipReady === true", timeout=60_000)
     for viewport in ("axial", "coronal", "sagittal", "mip"):
         png, _ = annotator.viewport_png(viewport)
         spread, colours = _pixel_spread(png)
