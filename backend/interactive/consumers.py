@@ -156,9 +156,9 @@ class ScanConsumer(AsyncWebsocketConsumer):
         elif kind == "session.open":
             await self.open_session(message)
         elif kind == "prompt":
-            session = await database_sync_to_async(sessions.add_prompt)(message.session, user, message.seq,
-                                                                         message.data, self.volume_shape)
-            await self.dispatch_prompt(str(session.pk), message.seq, session.engine)
+            queued_at = time.time()
+            session, submitted = await database_sync_to_async(self._record_and_submit)(message, user, queued_at)
+            await self.dispatch_prompt(str(session.pk), message.seq, session.engine, submitted, queued_at)
         elif kind in ("undo", "redo", "reset"):
             session, frame = await database_sync_to_async(sessions.step_history)(message.session, user, message.seq,
                                                                                   kind)
@@ -199,9 +199,18 @@ class ScanConsumer(AsyncWebsocketConsumer):
 
     # --- prompts to workers and back ---------------------------------------------------------------
 
-    async def dispatch_prompt(self, session_id: str, seq: int, engine: str) -> None:
+    def _record_and_submit(self, message: protocol.Message, user, queued_at: float):
+        """One hop off the event loop for a prompt: record it, then publish it (unless in-process)."""
+        session = sessions.add_prompt(message.session, user, message.seq, message.data, self.volume_shape)
+        if dispatch.runs_in_process():
+            return session, None
+        return session, dispatch.submit(str(session.pk), message.seq, self.channel_name, queued_at, self.worker,
+                                        session.engine)
+
+    async def dispatch_prompt(self, session_id: str, seq: int, engine: str,
+                              submitted: dispatch.Submitted | None = None, queued_at: float | None = None) -> None:
         self.sessions_used.add(session_id)
-        queued_at = time.time()
+        queued_at = queued_at or time.time()
         timer = asyncio.ensure_future(self._timeout(session_id, seq))
         self.dispatched_at[(session_id, seq)] = (time.perf_counter(), engine)
         log.info("prompt dispatched", extra={"session": session_id, "seq": seq, "engine": engine, "scan": self.scan_id})
@@ -211,9 +220,9 @@ class ScanConsumer(AsyncWebsocketConsumer):
             asyncio.ensure_future(sync_to_async(dispatch.run_in_process, thread_sensitive=False)(
                 session_id, seq, self.channel_name, queued_at))
         else:
-            # One hop off the event loop for the queue depth and the publish.
-            submitted = await database_sync_to_async(dispatch.submit)(session_id, seq, self.channel_name, queued_at,
-                                                                       self.worker, engine)
+            if submitted is None:  # undo/redo that needs the engine
+                submitted = await database_sync_to_async(dispatch.submit)(session_id, seq, self.channel_name,
+                                                                           queued_at, self.worker, engine)
             self.pending[(session_id, seq)] = (submitted.task_id, timer)
             if submitted.waiting:
                 await self.send_json({"type": "queued", "session": session_id, "seq": seq,
