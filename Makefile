@@ -67,6 +67,8 @@ test-embedded: install
 
 eval: install
 	$(PY) bench/bench_engines.py
+	$(PY) -m worker.seganypet.evaluate --checkpoint worker/seganypet/weights/demo.pt \
+		--json bench/results/engines_heldout.json --markdown bench/results/engines_heldout.md
 
 lint: install
 	$(VENV)/bin/ruff check .

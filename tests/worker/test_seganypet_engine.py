@@ -317,6 +317,41 @@ def test_an_object_larger_than_one_crop_is_followed_into_further_crops():
     assert not (cut & ~result.mask).any()
 
 
+def test_a_corrective_click_keeps_the_crops_the_object_already_spans():
+    volume, organ, spacing = liver_phantom()
+    engine = SegAnyPETEngine(ThresholdModel(), device="cpu")
+    first = engine.segment(volume, spacing, one_click((55, 19, 19)), session_key="liver")
+    first_origins = set(engine.last_crop_origins)
+    # A click near one end of the organ moves the primary crop there; the other crops are decoded again.
+    prompts = Prompts(points=(Point((55, 19, 19), True), Point((12, 19, 19), True)))
+    second = engine.segment(volume, spacing, prompts, first.mask, session_key="liver")
+    assert first_origins <= set(engine.last_crop_origins)
+    assert dice(second.mask, organ) > 0.97
+
+
+def test_a_lesion_is_segmented_in_one_crop():
+    volume, organ, spacing = liver_phantom()
+    engine = SegAnyPETEngine(ThresholdModel(), device="cpu")
+    engine.segment(volume, spacing, one_click((55, 19, 19)), kind="lesion")
+    assert len(engine.last_crop_origins) == 1
+    engine.segment(volume, spacing, one_click((55, 19, 19)), kind="organ")
+    assert len(engine.last_crop_origins) >= 3
+
+
+def test_a_thin_leak_through_a_crop_face_is_not_followed():
+    shape, spacing = (120, 40, 40), (4.0, 4.0, 4.0)
+    hot = np.zeros(shape, bool)
+    hot[50:70, 10:30, 10:30] = True  # an 80 mm cube ...
+    hot[10:50, 19:22, 19:22] = True  # ... with a 12 mm wide tail that leaves its 192 mm crop
+    volume = np.where(hot, 6.0, 1.0).astype(np.float32)
+    engine = SegAnyPETEngine(ThresholdModel(), device="cpu")
+    engine.segment(volume, spacing, one_click((60, 20, 20)))
+    assert len(engine.last_crop_origins) == 1
+    following = SegAnyPETEngine(ThresholdModel(), device="cpu", min_continuation_mm2=0.0)
+    following.segment(volume, spacing, one_click((60, 20, 20)))
+    assert len(following.last_crop_origins) > 1
+
+
 def test_an_object_touching_only_the_volume_border_needs_one_crop():
     shape, spacing = (50, 50, 50), (2.0, 2.0, 2.0)
     engine = SegAnyPETEngine(ThresholdModel(), device="cpu")

@@ -235,8 +235,8 @@ def test_demo_variant_forward_shapes():
     torch.manual_seed(0)
     model = Sam3D(DEMO).eval()
     with torch.inference_mode():
-        embedding = model.encode_image(torch.randn(1, 1, 128, 128, 128))
-        logits, iou = model.decode(embedding, torch.tensor([[[64.0, 64.0, 64.0]]]), torch.tensor([[1]]))
+        embedding = model.encode_image(torch.randn(1, 1, 64, 64, 64))
+        logits, iou = model.decode(embedding, torch.tensor([[[32.0, 32.0, 32.0]]]), torch.tensor([[1]]))
     assert embedding.shape == (1, 192, 8, 8, 8)
     assert logits.shape == (1, 1, 32, 32, 32)
     assert iou.shape == (1, 1)

@@ -3,9 +3,10 @@
 What one ``segment`` call does, following the reference inference (SegAnyPET/SAM-Med3D
 ``infer_utils``) where it exists:
 
-1. The volume is (virtually) resampled to 1.5 mm isotropic voxels, linear for the image. Voxel centre
-   0 stays where it is: resampled index r lies at original index r · 1.5 / spacing. Only the 128³ crop
-   that is needed is sampled; positions outside the volume are zero (zero padding at borders).
+1. The volume is (virtually) resampled to isotropic voxels of the config's ``crop_spacing_mm`` (1.5 mm
+   for the published network, 2 mm for the demo), linear for the image. Voxel centre 0 stays where it
+   is: resampled index r lies at original index r · 1.5 / spacing. Only the crop that is needed (128³
+   published, 64³ demo) is sampled; positions outside the volume are zero (zero padding at borders).
 2. The crop is centred on the prompts (kept where it was for corrective clicks on the same object, so
    the cached embedding and the previous logits stay valid) and z-scored over its voxels > 0.
 3. The image embedding is computed once per (session_key, crop origin) and kept in an LRU cache
@@ -13,7 +14,7 @@ What one ``segment`` call does, following the reference inference (SegAnyPET/SAM
 4. Points become crop voxel indices in array-axis order (the prompt encoder adds 0.5, as the
    reference does). The previous low-resolution logits (1, 1, 32, 32, 32) are fed back; they are
    kept per session_key. ``previous_mask=None`` means a new object: start from zeros.
-5. The 32³ logits are upsampled trilinearly to 128³; sigmoid > 0.5 (logit > 0) is the mask. It is
+5. The 32³ logits are upsampled trilinearly to the crop size; sigmoid > 0.5 (logit > 0) is the mask. It is
    resampled back onto the original grid (linear interpolation of the logits, then the threshold) and
    pasted into a full-volume mask.
 6. Objects larger than one crop: when the mask reaches a crop face that is not the volume border,
@@ -44,7 +45,6 @@ Orientation: the engine does not reorient. The model was trained on torchio's ca
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import threading
 import time
@@ -72,6 +72,9 @@ BORDER_SLAB = 2
 # Logit magnitude used when a previous mask comes from elsewhere (edited, other engine) rather than
 # from our own cached logits.
 MASK_PRIOR_LOGIT = 8.0
+# An object is followed into a further crop only where it leaves the crop with at least this
+# cross-section (about 28 × 28 mm): a large organ does, a thin leak from a lesion or a small organ does not.
+MIN_CONTINUATION_MM2 = 800.0
 DEFAULT_CACHE_BYTES = 512 * 2**20
 DEFAULT_MAX_CROPS = 4
 KINDS = ("lesion", "organ")
@@ -178,11 +181,13 @@ def crop_image(volume: np.ndarray, grid: IsotropicGrid, origin: Origin, size: in
     return np.ascontiguousarray(zscore_positive(crop).astype(np.float32, copy=False))
 
 
-def mask_to_prior_logits(mask: np.ndarray, grid: IsotropicGrid, origin: Origin, size: int) -> torch.Tensor:
-    """Low-res logits (1, 1, size/4, size/4, size/4) standing for a mask given on the original grid."""
+def mask_to_prior_logits(
+    mask: np.ndarray, grid: IsotropicGrid, origin: Origin, size: int, stride: int = LOW_RES_STRIDE
+) -> torch.Tensor:
+    """Low-res logits (1, 1, size/stride, ...) standing for a mask given on the original grid."""
     # The bool mask goes in as is: only the block under the crop is converted to float.
     fraction = sample_linear(mask, crop_positions(grid, origin, size))
-    pooled = F.avg_pool3d(torch.from_numpy(fraction)[None, None], LOW_RES_STRIDE)
+    pooled = F.avg_pool3d(torch.from_numpy(fraction)[None, None], stride)
     return (2 * pooled - 1) * MASK_PRIOR_LOGIT
 
 
@@ -209,8 +214,9 @@ def decode_all_tokens(
     )
 
 
-def origin_for_centre(centre: Sequence[float], size: int) -> Origin:
-    o0, o1, o2 = (int(LOW_RES_STRIDE * round((c - size / 2) / LOW_RES_STRIDE)) for c in centre)
+def origin_for_centre(centre: Sequence[float], size: int, stride: int = LOW_RES_STRIDE) -> Origin:
+    # Origins on the low-res lattice, so that logits of one crop shift exactly into another.
+    o0, o1, o2 = (int(stride * round((c - size / 2) / stride)) for c in centre)
     return o0, o1, o2
 
 
@@ -230,12 +236,6 @@ def shift_logits(
         src.append(slice(lo + delta, hi + delta))
     out[..., dst[0], dst[1], dst[2]] = logits[..., src[0], src[1], src[2]]
     return out
-
-
-def mask_fingerprint(mask: np.ndarray) -> bytes:
-    digest = hashlib.blake2b(np.packbits(mask.astype(bool, copy=False)).tobytes(), digest_size=16)
-    digest.update(repr(mask.shape).encode())
-    return digest.digest()
 
 
 # --------------------------------------------------------------------------- cache
@@ -311,19 +311,28 @@ class SessionState:
 
     primary_origin: Origin
     logits: dict[Origin, torch.Tensor]
-    mask_fingerprint: bytes
+    seeds: dict[Origin, list[Click]]  # extension crops' seed points, to decode them again alike
+    # The mask returned (read-only): the next call's previous mask is usually this very array, which
+    # is recognised without hashing 24 M voxels of a whole-body volume.
+    mask: np.ndarray
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.logits.values()) + 256
+        return sum(t.numel() * t.element_size() for t in self.logits.values()) + self.mask.nbytes + 256
+
+    def holds(self, previous_mask: np.ndarray) -> bool:
+        if previous_mask is self.mask:
+            return True
+        return previous_mask.shape == self.mask.shape and bool(np.array_equal(previous_mask, self.mask))
 
 
 @dataclass
 class CropRun:
     origin: Origin
     logits: torch.Tensor  # (1, 1, 32, 32, 32) float32, on the model's device
-    crop_logits: np.ndarray  # (128, 128, 128) float32
+    crop_logits: np.ndarray  # (size, size, size) float32
     iou: float
+    seeds: list[Click] = field(default_factory=list)
 
 
 @dataclass
@@ -343,26 +352,30 @@ class PriorLogits:
         grid: IsotropicGrid,
         size: int,
         device: torch.device,
+        stride: int = LOW_RES_STRIDE,
     ) -> None:
         self.state = state
         self.previous_mask = previous_mask
         self.grid = grid
         self.size = size
         self.device = device
+        self.stride = stride
 
     def for_origin(self, origin: Origin) -> torch.Tensor | None:
         if self.state is not None:
             if origin in self.state.logits:
                 return self.state.logits[origin]
             source = self.state.primary_origin
-            return shift_logits(self.state.logits[source], source, origin)
+            return shift_logits(self.state.logits[source], source, origin, self.stride)
         if self.previous_mask is not None:
             return self._from_mask(origin)
         return None
 
     def _from_mask(self, origin: Origin) -> torch.Tensor:
         assert self.previous_mask is not None
-        return mask_to_prior_logits(self.previous_mask, self.grid, origin, self.size).to(self.device)
+        return mask_to_prior_logits(self.previous_mask, self.grid, origin, self.size, self.stride).to(
+            self.device
+        )
 
 
 # --------------------------------------------------------------------------- the engine
@@ -393,13 +406,15 @@ class SegAnyPETEngine:
         *,
         device: str | torch.device | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
-        target_spacing: float = TARGET_SPACING_MM,
+        target_spacing: float | None = None,
         max_crops: int = DEFAULT_MAX_CROPS,
         amp: bool = True,
         variant: str = "custom",
         checkpoint: str = "",
         kind_tokens: dict[str, int] | None = None,
         first_click_prior: Engine | None = None,
+        single_crop_lesions: bool = True,
+        min_continuation_mm2: float = MIN_CONTINUATION_MM2,
     ) -> None:
         self.device = torch.device(device) if device is not None else _default_device()
         if self.device.type == "cpu":
@@ -408,8 +423,12 @@ class SegAnyPETEngine:
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
         self.crop_size = model.config.img_size
-        self.target_spacing = target_spacing
+        self.low_res_stride = model.config.img_size // model.config.low_res_size
+        self.target_spacing = target_spacing or model.config.crop_spacing_mm
         self.max_crops = max(1, max_crops)
+        self._crop_limit = self.max_crops
+        self.single_crop_lesions = single_crop_lesions
+        self.min_continuation_mm2 = min_continuation_mm2
         self.amp_dtype = self._amp_dtype() if amp else None
         self.cache = LRUByteCache(cache_bytes)
         self.variant = variant
@@ -483,14 +502,22 @@ class SegAnyPETEngine:
         with self._lock, torch.inference_mode():
             # Read by _decode; set under the lock because the engine is shared between threads.
             self._mask_token = self.kind_tokens.get(kind, 0) if kind is not None else 0
+            # A lesion fits one crop (128 mm even for the demo); extension crops would only grow leaks.
+            self._crop_limit = 1 if kind == "lesion" and self.single_crop_lesions else self.max_crops
             state, mask_prior = self._session_prior(session_key, grid, previous_mask)
             if state is None and mask_prior is None and self.first_click_prior is not None:
                 prior_started = time.perf_counter()
                 mask_prior = self._first_click_prior(volume, spacing, prompts, session_key)
                 timings["prior"] = _ms(prior_started)
-            prior = PriorLogits(state, mask_prior, grid, self.crop_size, self.device)
+            prior = PriorLogits(state, mask_prior, grid, self.crop_size, self.device, self.low_res_stride)
             primary = self._primary_origin(clicks, box, state)
-            runs = self._run_crops(volume, grid, clicks, box, CropJob(primary), prior, session_key, timings)
+            jobs = [CropJob(primary, seeds=list(state.seeds.get(primary, [])) if state else [])]
+            if state is not None:
+                # A corrective click decodes again every crop the object already spans (embeddings are
+                # cached): moving the primary crop to the click must not drop what other crops found.
+                jobs += [CropJob(origin, seeds=list(state.seeds.get(origin, [])))
+                         for origin in state.logits if origin != primary]
+            runs = self._run_crops(volume, grid, clicks, box, jobs, prior, session_key, timings)
             paste_started = time.perf_counter()
             mask = self._paste(runs, grid, prompts.box)
             timings["paste"] = _ms(paste_started)
@@ -562,8 +589,8 @@ class SegAnyPETEngine:
         for group in (required, positives, [clicks[-1].position]):
             if group and np.all(np.ptp(np.stack(group), axis=0) <= size - 2 * PROMPT_MARGIN):
                 stacked = np.stack(group)
-                return origin_for_centre((stacked.min(axis=0) + stacked.max(axis=0)) / 2, size)
-        return origin_for_centre(clicks[-1].position, size)
+                return origin_for_centre((stacked.min(axis=0) + stacked.max(axis=0)) / 2, size, self.low_res_stride)
+        return origin_for_centre(clicks[-1].position, size, self.low_res_stride)
 
     def _holds(self, origin: Origin, positions: list[np.ndarray]) -> bool:
         lo = np.asarray(origin) + PROMPT_MARGIN
@@ -580,14 +607,17 @@ class SegAnyPETEngine:
         grid: IsotropicGrid,
         clicks: list[Click],
         box: tuple[np.ndarray, np.ndarray] | None,
-        first: CropJob,
+        jobs: list[CropJob],
         prior: PriorLogits,
         session_key: str | None,
         timings: dict[str, float],
     ) -> list[CropRun]:
-        queue: deque[CropJob] = deque([first])
+        queue: deque[CropJob] = deque(jobs)
         runs: list[CropRun] = []
-        while queue and len(runs) < self.max_crops:
+        # Crops the object already spans are kept even past the limit (a click adds at most the limit).
+        limit = self._crop_limit if self._crop_limit == 1 else min(len(jobs) + self._crop_limit - 1,
+                                                                    2 * self._crop_limit)
+        while queue and len(runs) < limit:
             job = queue.popleft()
             if any(run.origin == job.origin for run in runs):
                 continue
@@ -595,6 +625,7 @@ class SegAnyPETEngine:
             points = self._clicks_in_crop(clicks, job.origin) + job.seeds
             embedding = self._embedding(volume, grid, job.origin, session_key, timings)
             run = self._decode(embedding, job.origin, points, previous, timings)
+            run.seeds = job.seeds
             runs.append(run)
             queue.extend(self._continuations(run, grid, box, runs))
         self.stats["crops"] += len(runs)
@@ -608,7 +639,7 @@ class SegAnyPETEngine:
         if prior.state is not None and job.origin in prior.state.logits:
             return prior.state.logits[job.origin]
         if job.parent is not None:
-            return shift_logits(job.parent.logits, job.parent.origin, job.origin)
+            return shift_logits(job.parent.logits, job.parent.origin, job.origin, prior.stride)
         return None
 
     def _continuations(
@@ -629,7 +660,9 @@ class SegAnyPETEngine:
                 index = [slice(None)] * 3
                 index[axis] = slice(size - BORDER_SLAB, size) if high else slice(0, BORDER_SLAB)
                 border = np.argwhere(mask[tuple(index)])
-                if border.size == 0:
+                # A thin leak through a face is not an organ that goes on: it needs a real cross-section.
+                cross_section_mm2 = len(border) / BORDER_SLAB * self.target_spacing**2
+                if border.size == 0 or cross_section_mm2 < self.min_continuation_mm2:
                     continue
                 if high:
                     border[:, axis] += size - BORDER_SLAB
@@ -639,7 +672,7 @@ class SegAnyPETEngine:
                 centre[axis] = origin[axis] + (size - 1 if high else 0)
                 if self._is_covered(centre, runs):
                     continue
-                yield CropJob(origin_for_centre(centre, size), seeds=[Click(origin + seed, True)], parent=run)
+                yield CropJob(origin_for_centre(centre, size, self.low_res_stride), seeds=[Click(origin + seed, True)], parent=run)
 
     def _face_is_open(
         self,
@@ -784,7 +817,7 @@ class SegAnyPETEngine:
                 self.cache.discard(key)  # a new object: its predecessor's logits must not leak in
             return None, None
         state = self.cache.get(key) if key is not None else None
-        if isinstance(state, SessionState) and state.mask_fingerprint == mask_fingerprint(previous_mask):
+        if isinstance(state, SessionState) and state.holds(previous_mask):
             return state, None
         return None, previous_mask
 
@@ -794,10 +827,12 @@ class SegAnyPETEngine:
         key = self._session_cache_key(session_key, grid)
         if key is None:
             return
+        mask.setflags(write=False)  # callers edit copies; the cached state stays what was returned
         state = SessionState(
             primary_origin=runs[0].origin,
             logits={run.origin: run.logits for run in runs},
-            mask_fingerprint=mask_fingerprint(mask),
+            seeds={run.origin: run.seeds for run in runs if run.seeds},
+            mask=mask,
         )
         self.cache.put(key, state, state.nbytes)
 

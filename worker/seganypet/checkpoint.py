@@ -23,14 +23,14 @@ from __future__ import annotations
 import argparse
 import pickle
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from worker.seganypet.model import VIT_B_ORI, Sam3D, Sam3DConfig, variant_name
+from worker.seganypet.model import VARIANTS, VIT_B_ORI, Sam3D, Sam3DConfig, variant_name
 
 STATE_DICT_KEYS = ("model_state_dict", "state_dict")
 CONFIG_KEY = "seganypet_config"
@@ -179,7 +179,7 @@ def infer_config(state: Mapping[str, Tensor]) -> Sam3DConfig:
     cross_dim = int(
         state["mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight"].shape[0]
     )
-    return Sam3DConfig(
+    inferred = Sam3DConfig(
         img_size=grid * patch_size,
         patch_size=patch_size,
         encoder_embed_dim=embed_dim,
@@ -198,6 +198,11 @@ def infer_config(state: Mapping[str, Tensor]) -> Sam3DConfig:
         iou_head_depth=_count_indices(state, "mask_decoder.iou_prediction_head.layers."),
         iou_head_hidden_dim=int(state["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0]),
     )
+    # The crop spacing is not in the weights: a known network takes its variant's spacing.
+    for known in VARIANTS.values():
+        if replace(inferred, crop_spacing_mm=known.crop_spacing_mm) == known:
+            return known
+    return inferred
 
 
 def _count_indices(state: Mapping[str, Tensor], prefix: str) -> int:

@@ -37,6 +37,8 @@ class Sam3DConfig:
     num_multimask_outputs: int = 3
     iou_head_depth: int = 3
     iou_head_hidden_dim: int = 256
+    # Not a network weight: the isotropic voxel size the crop is resampled to (the paper's 1.5 mm).
+    crop_spacing_mm: float = 1.5
 
     @property
     def embedding_size(self) -> int:
@@ -67,9 +69,16 @@ class Sam3DConfig:
 
 VIT_B_ORI = Sam3DConfig()
 
-# Same code path, 128³ crop and 16³ patches, small enough to train on a CPU. Decoder heads stay at 8:
-# head counts are not visible in a state dict, and 8 is what checkpoint loading assumes.
+# Same code path, small enough to train and run on a CPU: a 64³ crop at 2 mm (128 mm field of view)
+# with 8³ patches keeps the 8³ token grid, and the 32³ logits are 4 mm cells, close to a PET voxel (at
+# 128³/1.5 mm they are 6 mm, too coarse for a 10 mm lesion). Windows of 4 tokens tile the 8³ grid
+# without the padding a 14-token window costs. Decoder heads stay at 8: head counts are not visible
+# in a state dict, and 8 is what checkpoint loading assumes.
 DEMO = Sam3DConfig(
+    img_size=64,
+    patch_size=8,
+    crop_spacing_mm=2.0,
+    encoder_window_size=4,
     encoder_embed_dim=192,
     encoder_depth=4,
     encoder_num_heads=6,

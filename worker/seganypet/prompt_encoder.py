@@ -100,7 +100,17 @@ class PromptEncoder3D(nn.Module):
 
     def get_dense_pe(self) -> Tensor:
         """(1, C, X, Y, Z) positional encoding of the image-embedding grid."""
-        return self.pe_layer.dense(self.image_embedding_size).unsqueeze(0)
+        if not torch.is_inference_mode_enabled():
+            return self.pe_layer.dense(self.image_embedding_size).unsqueeze(0)
+        # Constant for given weights, and a sizeable part of a corrective click on a CPU: kept while
+        # the Gaussian matrix (a buffer, replaced by load_state_dict) stays the same tensor.
+        matrix = self.pe_layer.positional_encoding_gaussian_matrix
+        key = (matrix.data_ptr(), matrix._version, str(matrix.device))
+        cached = self.__dict__.get("_dense_pe")
+        if cached is None or cached[0] != key:
+            cached = (key, self.pe_layer.dense(self.image_embedding_size).unsqueeze(0))
+            self.__dict__["_dense_pe"] = cached
+        return cached[1]
 
     def embed_points(self, coords: Tensor, labels: Tensor, pad: bool = True) -> Tensor:
         """(B, N, 3) crop voxel indices and (B, N) labels (1 positive, 0 negative) → (B, N[+1], C)."""

@@ -11,7 +11,7 @@ What one step does (SAM-style iterative click simulation):
   centres it; up to ``objects_per_crop - 1`` further objects that lie inside the crop share its
   embedding (one encoder pass serves several prompt sets, which is where CPU time goes).
 * Inputs are built with the engine's own functions (:func:`crop_image`, :func:`mask_to_prior_logits`,
-  :func:`decode_all_tokens`), so training sees what inference sees: 1.5 mm isotropic crop of 128³,
+  :func:`decode_all_tokens`), so training sees what inference sees: the config's crop (64³ at 2 mm for the demo),
   z-score over voxels > 0, the threshold engine's region as the first-click prior logits, previous
   logits fed back on every further click.
 * The first click is the object's distance-transform centre (the evaluation's rule) or, with
@@ -89,8 +89,7 @@ FINAL_EVAL_SEEDS = (90001, 90002, 90003, 90004)
 MIN_TRAIN_LESION_MM = 7.0
 MIN_EVAL_LESION_MM = 10.0
 # Voxels around the object (crop resolution) where the full-resolution loss is computed.
-ROI_MARGIN = 12
-LOW = 4  # low-res cell size in crop voxels
+ROI_MARGIN = 8
 LARGE_COMPONENT_VOXELS = 40**3
 
 
@@ -178,7 +177,7 @@ class PoolPhantom:
         return f"train-{self.spec.seed}"
 
 
-def pool_phantom(spec: PhantomSpec) -> PoolPhantom:
+def pool_phantom(spec: PhantomSpec, crop_spacing_mm: float) -> PoolPhantom:
     phantom = spec.build()
     spacing = tuple(float(s) for s in phantom.pet_spacing)
     lesions, organs = [], []
@@ -192,7 +191,7 @@ def pool_phantom(spec: PhantomSpec) -> PoolPhantom:
         target = phantom.labels == value
         if int(target.sum()) >= 8:
             organs.append(_object("organ", name, target))
-    grid = IsotropicGrid(phantom.suv.shape, spacing)  # type: ignore[arg-type]
+    grid = IsotropicGrid(phantom.suv.shape, spacing, crop_spacing_mm)  # type: ignore[arg-type]
     return PoolPhantom(spec, phantom.suv, spacing, grid, lesions, organs)  # type: ignore[arg-type]
 
 
@@ -239,10 +238,11 @@ class CropSample:
 class SampleFactory:
     """Draws training crops from the phantom pool; mirrors what the engine does on a first click."""
 
-    def __init__(self, pool: list[PoolPhantom], options: TrainOptions, crop_size: int) -> None:
+    def __init__(self, pool: list[PoolPhantom], options: TrainOptions, config: Sam3DConfig) -> None:
         self.pool = pool
         self.options = options
-        self.size = crop_size
+        self.size = config.img_size
+        self.stride = config.img_size // config.low_res_size
         self.prior_engine = make_classical_prior() if options.threshold_prior else None
 
     def crop(self, rng: np.random.Generator) -> CropSample:
@@ -253,7 +253,7 @@ class SampleFactory:
                 continue
             click = first_click(primary, phantom.spacing, rng, self.options.random_first_click)
             position = np.rint(phantom.grid.to_resampled(click.index)).astype(int)
-            origin = origin_for_centre(position, self.size)
+            origin = origin_for_centre(position, self.size, self.stride)
             first = self._object(phantom, primary, click, origin, rng)
             if first is None:
                 continue
@@ -319,7 +319,7 @@ class SampleFactory:
         target = sample_linear(obj.target, positions) >= 0.5
         if not target.any():
             return None
-        low = size // LOW
+        low = size // self.stride
         prior = torch.zeros((1, low, low, low))
         if self.prior_engine is not None:
             # Exactly the engine's first-click prior: the threshold engine's region as low-res logits.
@@ -327,12 +327,12 @@ class SampleFactory:
                 phantom.volume, phantom.spacing, Prompts(points=(click,)), None, phantom.session_key
             ).mask
             if region.any():
-                prior = mask_to_prior_logits(region, phantom.grid, origin, size)[0]
+                prior = mask_to_prior_logits(region, phantom.grid, origin, size, self.stride)[0]
         where = np.argwhere(target)
         lower = np.maximum(where.min(axis=0) - ROI_MARGIN, 0)
         upper = np.minimum(where.max(axis=0) + ROI_MARGIN + 1, size)
         roi = (slice(lower[0], upper[0]), slice(lower[1], upper[1]), slice(lower[2], upper[2]))
-        pooled = F.avg_pool3d(torch.from_numpy(target.astype(np.float32))[None, None], LOW)[0]
+        pooled = F.avg_pool3d(torch.from_numpy(target.astype(np.float32))[None, None], self.stride)[0]
         known = rng.random() < self.options.kind_known_probability
         token = KIND_TOKENS[obj.kind] if known else GENERIC_TOKEN
         return ObjectSample(obj.kind, local, prior, target, roi, pooled, token)
@@ -341,26 +341,26 @@ class SampleFactory:
 # --------------------------------------------------------------------------- loss and clicks
 
 
-def upsample_roi(low_res: torch.Tensor, roi: tuple[slice, slice, slice]) -> torch.Tensor:
-    """Trilinear ×4 upsampling of (C, 32, 32, 32) logits, evaluated only inside ``roi``.
+def upsample_roi(low_res: torch.Tensor, roi: tuple[slice, slice, slice], stride: int) -> torch.Tensor:
+    """Trilinear ×stride upsampling of (C, 32, 32, 32) logits, evaluated only inside ``roi``.
 
-    Equal to ``F.interpolate(low_res, scale_factor=4)[roi]`` (align_corners=False, what the engine does):
+    Equal to ``F.interpolate(low_res, scale_factor=stride)[roi]`` (align_corners=False, what the engine does):
     one low-res cell of context on each side makes the block's border voxels exact.
     """
     cells = low_res.shape[-1]
     starts, stops = [], []
     for part in roi:
-        first = max(0, part.start // LOW - 1)
-        last = min(cells, (part.stop - 1) // LOW + 2)
+        first = max(0, part.start // stride - 1)
+        last = min(cells, (part.stop - 1) // stride + 2)
         starts.append(first)
         stops.append(last)
     block = low_res[:, starts[0] : stops[0], starts[1] : stops[1], starts[2] : stops[2]]
-    up = F.interpolate(block[None], scale_factor=LOW, mode="trilinear", align_corners=False)[0]
+    up = F.interpolate(block[None], scale_factor=stride, mode="trilinear", align_corners=False)[0]
     return up[
         :,
-        roi[0].start - LOW * starts[0] : roi[0].stop - LOW * starts[0],
-        roi[1].start - LOW * starts[1] : roi[1].stop - LOW * starts[1],
-        roi[2].start - LOW * starts[2] : roi[2].stop - LOW * starts[2],
+        roi[0].start - stride * starts[0] : roi[0].stop - stride * starts[0],
+        roi[1].start - stride * starts[1] : roi[1].stop - stride * starts[1],
+        roi[2].start - stride * starts[2] : roi[2].stop - stride * starts[2],
     ]
 
 
@@ -416,6 +416,7 @@ def training_step(
     model: Sam3D, crops: list[CropSample], options: TrainOptions, rng: np.random.Generator
 ) -> tuple[torch.Tensor, StepResult]:
     images = torch.stack([c.image for c in crops])
+    stride = model.config.img_size // model.config.low_res_size
     embeddings = model.encode_image(images)
     owners = [i for i, crop in enumerate(crops) for _ in crop.objects]
     objects = [o for crop in crops for o in crop.objects]
@@ -436,7 +437,7 @@ def training_step(
         step_dice = []
         for n, obj in enumerate(objects):
             tokens = [GENERIC_TOKEN, KIND_TOKENS[obj.kind]]
-            up = upsample_roi(masks[n, tokens], obj.roi)
+            up = upsample_roi(masks[n, tokens], obj.roi, stride)
             target = targets_roi[n]
             bce = F.binary_cross_entropy_with_logits(up, target.expand_as(up), reduction="none").flatten(1)
             dice = soft_dice_loss(up, target)
@@ -607,7 +608,7 @@ def build_pool(options: TrainOptions) -> list[PoolPhantom]:
     overlap = set(seeds) & set(options.eval_seeds) | set(seeds) & set(FINAL_EVAL_SEEDS)
     if overlap:
         raise ValueError(f"training and evaluation seeds overlap: {sorted(overlap)}")
-    return [pool_phantom(phantom_spec(seed)) for seed in seeds]
+    return [pool_phantom(phantom_spec(seed), options.config.crop_spacing_mm) for seed in seeds]
 
 
 def learning_rate(options: TrainOptions, step: int, elapsed_fraction: float) -> float:
@@ -653,7 +654,7 @@ def train(options: TrainOptions) -> TrainReport:
     log(
         f"pool: {len(pool)} phantoms, {n_lesions} lesions, {n_organs} organs ({time.perf_counter() - started:.0f} s)"
     )
-    factory = SampleFactory(pool, options, model.config.img_size)
+    factory = SampleFactory(pool, options, model.config)
     cases = evaluation_cases(options.eval_seeds, options.eval_max_lesions) if options.eval_minutes > 0 else []
 
     decay, no_decay = [], []
