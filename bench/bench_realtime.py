@@ -50,41 +50,6 @@ def environment(media: Path) -> dict[str, str]:
             "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING", "SESSION_COOKIE_SECURE": "false"}
 
 
-SETUP = r"""
-import json, sys, tempfile
-from pathlib import Path
-import django
-django.setup()
-from django.contrib.auth.models import User
-from django.contrib.sessions.backends.db import SessionStore
-from django.core.management import call_command
-from backend.imaging.ingest import ingest_dicom
-from backend.imaging.models import Scan
-from backend.imaging.phantom import make_phantom, write_dicom_series
-from backend.projects.models import Label, Membership, Project
-call_command("migrate", verbosity=0)
-project = Project.objects.create(name="bench")
-label = Label.objects.create(project=project, name="lesion", value=1, color="#ffff00", kind="lesion")
-phantom = make_phantom(seed=77, shape=(200, 128, 128), spacing=(4.0, 4.0, 4.0), n_lesions=8)
-with tempfile.TemporaryDirectory() as folder:
-    write_dicom_series(phantom, folder, write_ct=False)
-    scan = ingest_dicom(Scan.objects.create(project=project, name="bench"), sorted(Path(folder).rglob("*.dcm")))
-assert scan.status == "ready", scan.status_message
-cookies = []
-for i in range(int(sys.argv[1])):
-    user = User.objects.create_user(f"reader{i}")
-    Membership.objects.create(project=project, user=user, is_annotator=True)
-    session = SessionStore()
-    session["_auth_user_id"] = str(user.pk)
-    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-    session["_auth_user_hash"] = user.get_session_auth_hash()
-    session.create()
-    cookies.append(session.session_key)
-points = [[int(round(c)) for c in lesion.centre_index] for lesion in phantom.lesions]
-print(json.dumps({"scan": scan.pk, "label": label.pk, "cookies": cookies, "points": points}))
-"""
-
-
 def client_process(url: str, cookie: str, label: int, points: list, seconds: float, queue) -> None:
     from websockets.sync.client import connect
 
@@ -140,7 +105,7 @@ def client_process(url: str, cookie: str, label: int, points: list, seconds: flo
 
 def run_round(url: str, setup: dict, n: int, seconds: float) -> dict:
     queue = multiprocessing.Queue()
-    processes = [multiprocessing.Process(target=client_process, args=(url, setup["cookies"][i], setup["label"],
+    processes = [multiprocessing.Process(target=client_process, args=(url, setup["readers"][i]["cookie"], setup["label"],
                                                                       setup["points"], seconds, queue))
                  for i in range(n)]
     for process in processes:
@@ -176,7 +141,7 @@ def main() -> None:
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"CREATE DATABASE {DATABASE}"],
                    check=True, capture_output=True)
     subprocess.run(["redis-cli", "-n", "3", "FLUSHDB"], check=True, capture_output=True)
-    setup = json.loads(subprocess.run([sys.executable, "-c", SETUP, str(max(args.clients))], env=env, cwd=ROOT,
+    setup = json.loads(subprocess.run([sys.executable, str(ROOT / "bench" / "seed_world.py"), "bench", "77", str(max(args.clients))], env=env, cwd=ROOT,
                                       check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
@@ -188,7 +153,7 @@ def main() -> None:
     try:
         time.sleep(8)
         url = f"ws://127.0.0.1:{port}/ws/scans/{setup['scan']}/"
-        warm_up = {**setup, "cookies": setup["cookies"][::-1]}  # a reader the measured rounds start with last
+        warm_up = {**setup, "readers": setup["readers"][::-1]}  # a reader the measured rounds start with last
         run_round(url, warm_up, 1, 5)  # loads the volume into the worker's cache
         rounds = [run_round(url, setup, n, args.seconds) for n in args.clients]
     finally:

@@ -26,45 +26,6 @@ from bench_realtime import DATABASE, ROOT, environment, free_port, percentile  #
 
 RESULTS = ROOT / "bench" / "results"
 
-SETUP = r"""
-import json, sys, tempfile
-from pathlib import Path
-import django
-django.setup()
-from django.contrib.auth.models import User
-from django.contrib.sessions.backends.db import SessionStore
-from django.core.management import call_command
-from rest_framework.authtoken.models import Token
-from backend.imaging.ingest import ingest_dicom
-from backend.imaging.models import Scan
-from backend.imaging.phantom import make_phantom, write_dicom_series
-from backend.projects.models import Label, Membership, Project
-call_command("migrate", verbosity=0)
-project = Project.objects.create(name="soak")
-label = Label.objects.create(project=project, name="lesion", value=1, color="#ffff00", kind="lesion")
-phantom = make_phantom(seed=78, shape=(200, 128, 128), spacing=(4.0, 4.0, 4.0), n_lesions=8)
-with tempfile.TemporaryDirectory() as folder:
-    write_dicom_series(phantom, folder, write_ct=False)
-    scan = ingest_dicom(Scan.objects.create(project=project, name="soak"), sorted(Path(folder).rglob("*.dcm")))
-assert scan.status == "ready", scan.status_message
-readers = []
-for i in range(int(sys.argv[1])):
-    user = User.objects.create_user(f"annotator{i}")
-    Membership.objects.create(project=project, user=user, is_annotator=True)
-    session = SessionStore()
-    session["_auth_user_id"] = str(user.pk)
-    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-    session["_auth_user_hash"] = user.get_session_auth_hash()
-    session.create()
-    readers.append({"cookie": session.session_key, "token": Token.objects.create(user=user).key})
-reviewer = User.objects.create_user("soak_reviewer")
-Membership.objects.create(project=project, user=reviewer, is_reviewer=True)
-points = [[int(round(c)) for c in lesion.centre_index] for lesion in phantom.lesions]
-print(json.dumps({"project": project.pk, "scan": scan.pk, "label": label.pk, "readers": readers,
-                  "reviewer_token": Token.objects.create(user=reviewer).key, "points": points}))
-"""
-
-
 def rest(base: str, token: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
     request = urllib.request.Request(base + path, method=method, data=json.dumps(body or {}).encode(),
                                      headers={"Authorization": f"Token {token}", "Content-Type": "application/json"})
@@ -163,7 +124,7 @@ def main() -> None:
     for sql in (f"DROP DATABASE IF EXISTS {DATABASE}", f"CREATE DATABASE {DATABASE}"):
         subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", sql], check=True, capture_output=True)
     subprocess.run(["redis-cli", "-n", "3", "FLUSHDB"], check=True, capture_output=True)
-    setup = json.loads(subprocess.run([sys.executable, "-c", SETUP, str(args.annotators)], env=env, cwd=ROOT,
+    setup = json.loads(subprocess.run([sys.executable, str(ROOT / "bench" / "seed_world.py"), "soak", "78", str(args.annotators)], env=env, cwd=ROOT,
                                       check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
