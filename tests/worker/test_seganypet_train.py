@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
+from backend.imaging.nifti_io import write_nifti
+from backend.imaging.phantom import make_phantom
 from worker.engines.classical import ClassicalPETEngine
 from worker.engines.seganypet_engine import SegAnyPETEngine
 from worker.seganypet.checkpoint import load_checkpoint
@@ -15,8 +19,10 @@ from worker.seganypet.model import Sam3DConfig
 from worker.seganypet.train import (
     FINAL_EVAL_SEEDS,
     KIND_TOKENS,
+    DatasetError,
     TrainOptions,
     click_dice,
+    dataset_pool,
     evaluation_cases,
     phantom_spec,
     train,
@@ -118,3 +124,52 @@ def test_the_shipped_demo_weights_segment_held_out_lesions():
     assert cases
     summary = click_dice(engine, cases, n_clicks=3)
     assert summary["lesion"][3] >= DEMO_LESION_DICE_AFTER_3_CLICKS
+
+
+# ----------------------------------------------------------------------------- fine-tuning on an export
+
+
+def write_export_folder(folder: Path) -> tuple[np.ndarray, int]:
+    """The parts of an unzipped export that training reads: manifest.json and the nnU-Net dataset."""
+    phantom = make_phantom(seed=11, shape=(64, 48, 48), spacing=(4.0, 4.0, 4.0), n_lesions=4)
+    liver = next(value for value, name in phantom.label_names.items() if name == "liver")
+    label_map = np.zeros(phantom.suv.shape, np.uint8)
+    label_map[phantom.labels == liver] = 2
+    label_map[phantom.lesion_labels > 0] = 1
+    (folder / "manifest.json").parent.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps({"labels": [
+        {"value": 1, "name": "lesion", "kind": "lesion", "nnunet_value": 1},
+        {"value": 2, "name": "liver", "kind": "organ", "nnunet_value": 2}]}))
+    root = folder / "nnunet" / "Dataset501_Studio"
+    write_nifti(root / "imagesTr" / "scan00001_0000.nii.gz", phantom.suv, phantom.pet_affine)
+    write_nifti(root / "labelsTr" / "scan00001.nii.gz", label_map, phantom.pet_affine, kind="label")
+    (root / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "lesion": 1, "liver": 2}}))
+    components = ndimage.label(label_map == 1, ndimage.generate_binary_structure(3, 1))[0]
+    sizes = np.bincount(components.ravel())[1:]
+    return phantom.suv, int((sizes >= 3).sum())
+
+
+def test_an_exported_dataset_becomes_training_volumes_with_objects_by_label_kind(tmp_path):
+    suv, lesions = write_export_folder(tmp_path / "export")
+    (case,) = dataset_pool(tmp_path / "export", 2.0)
+    assert case.case == "scan00001" and case.spec is None
+    np.testing.assert_allclose(case.volume, suv, rtol=1e-5, atol=1e-5)
+    assert [o.name for o in case.organs] == ["liver"]
+    assert len(case.lesions) == lesions > 0
+    assert all(o.kind == "lesion" for o in case.lesions)
+
+
+def test_fine_tuning_on_an_export_records_its_cases(tmp_path):
+    write_export_folder(tmp_path / "export")
+    report = train(tiny_options(tmp_path, steps=2, train_phantoms=0, dataset=tmp_path / "export"))
+    assert report.steps == 2
+    training = load_checkpoint(tmp_path / "tiny.pt").metadata["training"]
+    assert training["dataset_cases"] == ["scan00001"] and training["train_phantom_seeds"] == []
+
+
+def test_a_folder_that_is_not_an_export_is_refused_with_a_reason(tmp_path):
+    with pytest.raises(DatasetError, match="manifest.json"):
+        dataset_pool(tmp_path, 2.0)
+    (tmp_path / "manifest.json").write_text(json.dumps({"labels": []}))
+    with pytest.raises(DatasetError, match="nnU-Net"):
+        dataset_pool(tmp_path, 2.0)

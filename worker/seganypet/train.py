@@ -1,7 +1,10 @@
 """Train (or fine-tune) the SegAnyPET demo model on synthetic PET phantoms with simulated clicks.
 
-    python -m worker.seganypet.train --out worker/seganypet/weights/demo.pt --minutes 70 --seed 0 \\
-        [--steps N] [--init ckpt.pt] [--threads 2]
+    python -m worker.seganypet.train --out worker/seganypet/weights/demo.pt --minutes 112 --seed 1 \\
+        [--steps N] [--init ckpt.pt] [--threads 2] [--dataset EXPORT_DIR [--train-phantoms 0]]
+
+``--dataset`` fine-tunes on a project's approved masks: an unzipped export of the project made with the
+nnU-Net format (its manifest says which labels are lesions and which organs).
 
 What one step does (SAM-style iterative click simulation):
 
@@ -56,6 +59,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from backend.imaging.nifti_io import read_nifti
 from backend.imaging.phantom import LABEL_NAMES, LESION_LABEL, Phantom, make_phantom
 from worker.engines.base import Point, Prompts
 from worker.engines.seganypet_engine import (
@@ -165,16 +169,19 @@ class TrainObject:
 
 @dataclass
 class PoolPhantom:
-    spec: PhantomSpec
+    """One training volume: a generated phantom (``spec``) or a case of an exported dataset."""
+
+    spec: PhantomSpec | None
     volume: np.ndarray
     spacing: tuple[float, float, float]
     grid: IsotropicGrid
     lesions: list[TrainObject]
     organs: list[TrainObject]
+    case: str = ""
 
     @property
     def session_key(self) -> str:
-        return f"train-{self.spec.seed}"
+        return f"train-{self.spec.seed}" if self.spec is not None else f"train-{self.case}"
 
 
 def pool_phantom(spec: PhantomSpec, crop_spacing_mm: float) -> PoolPhantom:
@@ -193,6 +200,52 @@ def pool_phantom(spec: PhantomSpec, crop_spacing_mm: float) -> PoolPhantom:
             organs.append(_object("organ", name, target))
     grid = IsotropicGrid(phantom.suv.shape, spacing, crop_spacing_mm)  # type: ignore[arg-type]
     return PoolPhantom(spec, phantom.suv, spacing, grid, lesions, organs)  # type: ignore[arg-type]
+
+
+class DatasetError(ValueError):
+    """An export folder that cannot be used for training; the message says what is wrong."""
+
+
+def dataset_pool(folder: Path, crop_spacing_mm: float) -> list[PoolPhantom]:
+    """Training volumes from an unzipped SegAnyPET Studio export with its nnU-Net part: the PET (SUV)
+    of every case with its approved label map. ``manifest.json`` says each label's kind: every
+    connected component of a lesion label is a lesion, every organ label one organ."""
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        raise DatasetError(f"{folder} has no manifest.json: unzip a SegAnyPET Studio export there")
+    manifest = json.loads(manifest_path.read_text())
+    kinds = {int(lb["nnunet_value"]): (lb["kind"], lb["name"]) for lb in manifest.get("labels", [])
+             if lb.get("nnunet_value") is not None}
+    roots = sorted(path.parent for path in folder.rglob("dataset.json"))
+    if not roots:
+        raise DatasetError(f"{folder} has no nnU-Net dataset (dataset.json); export with the nnU-Net format")
+    pool = []
+    structure = ndimage.generate_binary_structure(3, 1)
+    for label_file in sorted(roots[0].glob("labelsTr/*.nii.gz")):
+        case = label_file.name[: -len(".nii.gz")]
+        image_file = roots[0] / "imagesTr" / f"{case}_0000.nii.gz"
+        if not image_file.is_file():
+            raise DatasetError(f"case {case}: {image_file.name} is missing")
+        image, labels = read_nifti(image_file), read_nifti(label_file, kind="label")
+        if image.shape != labels.shape:
+            raise DatasetError(f"case {case}: image {image.shape} and labels {labels.shape} differ")
+        lesions, organs = [], []
+        for value in sorted(int(v) for v in np.unique(labels.array) if v):
+            kind, name = kinds.get(value, ("other", f"label-{value}"))
+            region = labels.array == value
+            if kind == "lesion":
+                components, count = ndimage.label(region, structure=structure)
+                for index in range(1, count + 1):
+                    component = components == index
+                    if int(component.sum()) >= 3:
+                        lesions.append(_object("lesion", f"{name}-{index}", component))
+            elif kind == "organ" and int(region.sum()) >= 8:
+                organs.append(_object("organ", name, region))
+        grid = IsotropicGrid(image.shape, image.spacing, crop_spacing_mm)
+        pool.append(PoolPhantom(None, image.array, image.spacing, grid, lesions, organs, case=case))
+    if not any(p.lesions or p.organs for p in pool):
+        raise DatasetError(f"{folder}: no lesion or organ objects in the nnU-Net labels")
+    return pool
 
 
 def _object(kind: str, name: str, target: np.ndarray) -> TrainObject:
@@ -575,6 +628,7 @@ class TrainOptions:
     log_file: Path | None = None
     config: Sam3DConfig = field(default_factory=lambda: DEMO)
     fp16: bool = True
+    dataset: Path | None = None
 
 
 @dataclass
@@ -603,12 +657,17 @@ class Logger:
             self.stream.flush()
 
 
-def build_pool(options: TrainOptions) -> list[PoolPhantom]:
+def build_pool(options: TrainOptions, crop_spacing_mm: float) -> list[PoolPhantom]:
     seeds = range(options.first_train_seed, options.first_train_seed + options.train_phantoms)
     overlap = set(seeds) & set(options.eval_seeds) | set(seeds) & set(FINAL_EVAL_SEEDS)
     if overlap:
         raise ValueError(f"training and evaluation seeds overlap: {sorted(overlap)}")
-    return [pool_phantom(phantom_spec(seed), options.config.crop_spacing_mm) for seed in seeds]
+    pool = [pool_phantom(phantom_spec(seed), crop_spacing_mm) for seed in seeds]
+    if options.dataset is not None:
+        pool += dataset_pool(options.dataset, crop_spacing_mm)
+    if not pool:
+        raise ValueError("nothing to train on: give --train-phantoms > 0 or --dataset")
+    return pool
 
 
 def learning_rate(options: TrainOptions, step: int, elapsed_fraction: float) -> float:
@@ -648,7 +707,7 @@ def train(options: TrainOptions) -> TrainReport:
         parameter.requires_grad_(True)
     log(f"model: {count_parameters(model):,} parameters, config {model.config.to_dict()}")
 
-    pool = build_pool(options)
+    pool = build_pool(options, model.config.crop_spacing_mm)
     n_lesions = sum(len(p.lesions) for p in pool)
     n_organs = sum(len(p.organs) for p in pool)
     log(
@@ -670,15 +729,19 @@ def train(options: TrainOptions) -> TrainReport:
         "kind_tokens": dict(KIND_TOKENS),
         "first_click_prior": CLASSICAL_PRIOR if options.threshold_prior else None,
         "description": (
-            "SegAnyPET demo model (SAM-Med3D layout, DEMO config) trained from scratch on synthetic "
-            "phantoms (backend.imaging.phantom) with simulated clicks by worker.seganypet.train. "
-            "NOT FOR CLINICAL USE."
+            ("SegAnyPET demo model (SAM-Med3D layout, DEMO config) trained from scratch"
+             if options.init is None else f"SegAnyPET model fine-tuned from {options.init}")
+            + " on synthetic phantoms (backend.imaging.phantom)"
+            + (f" and the exported dataset {options.dataset}" if options.dataset is not None else "")
+            + " with simulated clicks by worker.seganypet.train. NOT FOR CLINICAL USE."
         ),
         "training": {
             "command": " ".join(sys.argv) if sys.argv and "train" in sys.argv[0] else "train()",
             "options": _jsonable(asdict(options)),
-            "train_phantom_seeds": [p.spec.seed for p in pool],
-            "train_phantom_specs": [_jsonable(asdict(p.spec)) for p in pool],
+            "train_phantom_seeds": [p.spec.seed for p in pool if p.spec is not None],
+            "train_phantom_specs": [_jsonable(asdict(p.spec)) for p in pool if p.spec is not None],
+            "dataset": str(options.dataset) if options.dataset is not None else None,
+            "dataset_cases": [p.case for p in pool if p.spec is None],
             "eval_seeds": list(options.eval_seeds),
             "held_out_seeds": sorted(set(options.eval_seeds) | set(FINAL_EVAL_SEEDS)),
             # str(): torch.__version__ is a TorchVersion, which the safe (weights-only) loader refuses.
@@ -803,7 +866,9 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainOptions:
     parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument("--batch-crops", type=int, default=2)
     parser.add_argument("--objects-per-crop", type=int, default=3)
-    parser.add_argument("--train-phantoms", type=int, default=64)
+    parser.add_argument("--train-phantoms", type=int, default=64, help="0: only --dataset")
+    parser.add_argument("--dataset", type=Path, default=None,
+                        help="an unzipped export with its nnU-Net part: fine-tune on a project's approved masks")
     parser.add_argument("--eval-minutes", type=float, default=10.0, help="0 disables the periodic evaluation")
     parser.add_argument(
         "--no-threshold-prior", action="store_true", help="train without the first-click prior"
@@ -822,6 +887,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainOptions:
         batch_crops=args.batch_crops,
         objects_per_crop=args.objects_per_crop,
         train_phantoms=args.train_phantoms,
+        dataset=args.dataset,
         eval_minutes=args.eval_minutes,
         threshold_prior=not args.no_threshold_prior,
         fp16=not args.fp32,
