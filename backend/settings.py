@@ -159,6 +159,8 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_WORKER_DIRECT = True
 # A prompt without an answer after this long is reported to the client as a worker timeout.
 PROMPT_TIMEOUT_S = env.float("PROMPT_TIMEOUT_S", default=30.0)
+# Engines a prompt worker process loads when it starts, so the first click does not wait for the weights.
+PRELOAD_ENGINES = env.list("PRELOAD_ENGINES", default=[])
 # An export whose worker shows no progress for this long is failed (or taken over by a redelivery).
 EXPORT_STALE_S = env.float("EXPORT_STALE_S", default=300.0)
 

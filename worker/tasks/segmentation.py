@@ -10,6 +10,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from celery import shared_task
+from celery.signals import worker_process_init
 from channels.layers import get_channel_layer
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,36 @@ def send_reply(channel: str, message: dict[str, Any]) -> None:
         async_to_sync(get_channel_layer().send)(channel, message)
     else:
         _replies.send(channel, message)
+
+
+def preload_engines(names: list[str]) -> list[str]:
+    """Build the named engines now (weights loaded, model on its device); returns those loaded. An engine
+    that cannot run here (e.g. no checkpoint configured) is skipped with a log line, not an error."""
+    from worker.engines.registry import get_engine
+
+    loaded = []
+    for name in names:
+        try:
+            get_engine(name)
+        except Exception as error:
+            log.warning("engine %s not preloaded: %s", name, error)
+        else:
+            loaded.append(name)
+    if loaded:
+        log.info("engines preloaded: %s", ", ".join(loaded))
+    return loaded
+
+
+def _configured_preload() -> list[str]:
+    from django.conf import settings
+
+    return [name for name in getattr(settings, "PRELOAD_ENGINES", []) if name]
+
+
+@worker_process_init.connect
+def _preload_in_worker_process(**_: Any) -> None:
+    # Fires in every process that runs tasks (each prefork child; the worker itself with -P solo).
+    preload_engines(_configured_preload())
 
 
 @shared_task(name="worker.tasks.segmentation.run_prompt", bind=True, acks_late=False, ignore_result=True)
