@@ -250,6 +250,8 @@ def main() -> None:
     }
     from playwright.sync_api import sync_playwright
 
+    # As production prompt workers do (PRELOAD_ENGINES): the model is loaded when the server starts.
+    os.environ.setdefault("PRELOAD_ENGINES", "seganypet-demo")
     if args.only_screenshots:
         with tempfile.TemporaryDirectory(prefix="bench-viewer-") as tmp:
             server = StudioServer(Path(tmp))

@@ -58,6 +58,15 @@ def revoke(task_ids: list[str]) -> None:
         app.control.revoke(task_ids)
 
 
+def preload_in_process() -> None:
+    """In the embedded mode this process is the prompt worker: preload its engines in a thread."""
+    names = [name for name in getattr(settings, "PRELOAD_ENGINES", []) if name]
+    if names and runs_in_process():
+        from worker.tasks.segmentation import preload_engines
+
+        threading.Thread(target=preload_engines, args=(names,), name="preload-engines", daemon=True).start()
+
+
 def queue_length() -> int:
     """Prompts waiting in the shared queue (0 in the embedded mode, where nothing queues)."""
     if app.conf.task_always_eager:

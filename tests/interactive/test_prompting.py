@@ -265,13 +265,3 @@ async def test_the_demo_network_answers_prompts_with_the_label_kind(phantom_worl
     assert kinds == ["lesion"]
     await client.close()
 
-
-def test_a_prompt_worker_preloads_the_engines_it_is_told_to(monkeypatch):
-    from worker.engines import registry
-    from worker.tasks.segmentation import preload_engines
-
-    monkeypatch.delenv("SEGANYPET_CHECKPOINT", raising=False)
-    registry.clear_engine_cache()
-    loaded = preload_engines(["seganypet-demo", "seganypet", "no-such-engine"])
-    assert loaded == ["seganypet-demo"]  # no official checkpoint here; an unknown name is skipped too
-    assert any(key[0] == "seganypet-demo" for key in registry._cache)
