@@ -141,7 +141,8 @@ async def test_a_newer_prompt_supersedes_a_waiting_one(phantom_world, interactiv
     kinds = {r["seq"]: r["type"] for r in replies}
     assert kinds[3] == "mask", replies
     assert kinds[1] == "superseded" and kinds[2] == "superseded"
-    assert all(r["by"] == 3 for r in replies if r["type"] == "superseded")
+    # Each is superseded by a newer prompt: 3, or 2 when prompt 1 was dropped before 3 was recorded.
+    assert all(r["seq"] < r["by"] <= 3 for r in replies if r["type"] == "superseded"), replies
     await client.close()
 
 
