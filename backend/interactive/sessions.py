@@ -11,8 +11,8 @@ import hashlib
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from django.db import transaction
@@ -24,6 +24,7 @@ from backend.imaging import storage
 from backend.imaging.models import Scan
 from backend.projects.models import Label
 from worker.engines.base import Box, Point, PromptError, Prompts
+from worker.engines.cache import LRUByteCache
 
 from . import protocol
 from .models import InteractiveSession, PromptLog
@@ -108,38 +109,19 @@ def _load_frame(entry: dict) -> bytes:
     return payload
 
 
-class _RecentMasks:
-    """The last working masks this process computed, so the next prompt of a session needs no file
-    read, checksum and decode for its previous mask. Keyed by the stored frame's sha256."""
-
-    def __init__(self, capacity: int = 32) -> None:
-        self.capacity = capacity
-        self.masks: OrderedDict[str, np.ndarray] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, sha256: str) -> np.ndarray | None:
-        with self.lock:
-            mask = self.masks.get(sha256)
-            if mask is not None:
-                self.masks.move_to_end(sha256)
-            return mask
-
-    def put(self, sha256: str, mask: np.ndarray) -> None:
-        with self.lock:
-            self.masks[sha256] = mask
-            self.masks.move_to_end(sha256)
-            while len(self.masks) > self.capacity:
-                self.masks.popitem(last=False)
-
-
-_recent_masks = _RecentMasks()
+# The last working masks this process computed, keyed by the stored frame's sha256, so the next prompt
+# of a session needs no file read, checksum and decode for its previous mask. Bounded in bytes: a
+# whole-body mask is tens of MB. Prompts and accepts read it from different threads, hence the lock.
+_recent_masks = LRUByteCache(512 * 2**20)
+_recent_masks_lock = threading.Lock()
 
 
 def _mask_of(session: InteractiveSession, count: int, shape: tuple[int, int, int] | None = None) -> np.ndarray | None:
     entry = session.masks.get(str(count))
     if not entry:
         return None
-    cached = _recent_masks.get(entry["sha256"])
+    with _recent_masks_lock:
+        cached = _recent_masks.get(entry["sha256"])
     if cached is not None:
         return cached
     header, payload = protocol.split_frame(_load_frame(entry))
@@ -154,25 +136,14 @@ class PetInfo:
     shape: tuple[int, int, int]
 
 
-_pet_infos: OrderedDict[int, PetInfo] = OrderedDict()
-_pet_infos_lock = threading.Lock()
-
-
+@lru_cache(maxsize=64)
 def pet_info(scan_id: int) -> PetInfo:
     """The PET series of a scan, cached per process: a ready scan's series never change, and the
     prompt path saves a query per prompt."""
-    with _pet_infos_lock:
-        info = _pet_infos.get(scan_id)
-    if info is None:
-        pet = Scan.objects.prefetch_related("series").get(pk=scan_id).pet
-        if pet is None:
-            raise SessionError("not_found", "This scan has no PET series.")
-        info = PetInfo(pet.volume_file, pet.sha256, tuple(pet.spacing), tuple(pet.shape))
-        with _pet_infos_lock:
-            _pet_infos[scan_id] = info
-            while len(_pet_infos) > 64:
-                _pet_infos.popitem(last=False)
-    return info
+    pet = Scan.objects.prefetch_related("series").get(pk=scan_id).pet
+    if pet is None:
+        raise SessionError("not_found", "This scan has no PET series.")
+    return PetInfo(pet.volume_file, pet.sha256, tuple(pet.spacing), tuple(pet.shape))
 
 
 def _log(session: InteractiveSession, seq: int, action: str, **fields) -> None:
@@ -284,7 +255,8 @@ def compute(session_id: str, seq: int, queued_at: float | None = None, worker: s
                            .get(pk=session.pk))
         _log(session, seq, "mask", payload={"worker": worker}, engine=session.engine, model_version=model_version,
              result_sha256=header["checksum"] or "", voxels=header["voxels"], timings=timings)
-    _recent_masks.put(sha256, result.mask)
+    with _recent_masks_lock:
+        _recent_masks.put(sha256, result.mask, result.mask.nbytes)
     return Outcome(frame=frame)
 
 

@@ -48,8 +48,8 @@ import contextlib
 import os
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ import torch
 import torch.nn.functional as F
 
 from worker.engines.base import Box, Engine, PromptError, Prompts, SegmentationResult
+from worker.engines.cache import LRUByteCache
 from worker.seganypet.checkpoint import load_checkpoint
 from worker.seganypet.model import Sam3D, count_parameters
 
@@ -236,64 +237,6 @@ def shift_logits(
         src.append(slice(lo + delta, hi + delta))
     out[..., dst[0], dst[1], dst[2]] = logits[..., src[0], src[1], src[2]]
     return out
-
-
-# --------------------------------------------------------------------------- cache
-
-
-class LRUByteCache:
-    """Least-recently-used cache whose entries declare their size; the total stays within a budget."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
-        self.total_bytes = 0
-        self.hits = 0
-        self.misses = 0
-        self.evictions = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._entries
-
-    def get(self, key: Hashable) -> Any | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            self.misses += 1
-            return None
-        self._entries.move_to_end(key)
-        self.hits += 1
-        return entry[0]
-
-    def put(self, key: Hashable, value: Any, nbytes: int) -> None:
-        self.discard(key)
-        if nbytes > self.max_bytes:
-            return
-        self._entries[key] = (value, nbytes)
-        self.total_bytes += nbytes
-        while self.total_bytes > self.max_bytes:
-            _, (_, evicted_bytes) = self._entries.popitem(last=False)
-            self.total_bytes -= evicted_bytes
-            self.evictions += 1
-
-    def discard(self, key: Hashable) -> None:
-        entry = self._entries.pop(key, None)
-        if entry is not None:
-            self.total_bytes -= entry[1]
-
-    def keys(self) -> list[Hashable]:
-        """Keys from least to most recently used."""
-        return list(self._entries)
-
-    def discard_where(self, predicate: Callable[[Hashable], bool]) -> None:
-        for key in [k for k in self._entries if predicate(k)]:
-            self.discard(key)
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self.total_bytes = 0
 
 
 # --------------------------------------------------------------------------- engine state
