@@ -201,12 +201,7 @@ def decode_all_tokens(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits of every mask token (B, M, 32, 32, 32) and their IoU estimates (B, M); token 0 is
     what :meth:`Sam3D.decode` returns."""
-    batch = image_embedding.shape[0] if point_coords is None else point_coords.shape[0]
-    if mask_logits is None:
-        low = model.config.low_res_size
-        mask_logits = image_embedding.new_zeros((batch, 1, low, low, low), dtype=torch.float32)
-    points = None if point_coords is None or point_labels is None else (point_coords, point_labels)
-    sparse, dense = model.prompt_encoder(points=points, masks=mask_logits)
+    sparse, dense = model.embed_prompts(image_embedding, point_coords, point_labels, mask_logits)
     return model.mask_decoder.predict_masks(
         image_embeddings=image_embedding,
         image_pe=model.prompt_encoder.get_dense_pe(),

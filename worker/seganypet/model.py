@@ -136,6 +136,21 @@ class Sam3D(nn.Module):
         """(B, 1, 128, 128, 128) z-scored crop → (B, C, 8, 8, 8) embedding."""
         return self.image_encoder(image)
 
+    def embed_prompts(
+        self,
+        image_embedding: Tensor,
+        point_coords: Tensor | None,
+        point_labels: Tensor | None,
+        mask_logits: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Sparse point tokens and dense mask embedding for :meth:`decode` (arguments as there)."""
+        batch = image_embedding.shape[0] if point_coords is None else point_coords.shape[0]
+        if mask_logits is None:
+            low = self.config.low_res_size
+            mask_logits = image_embedding.new_zeros((batch, 1, low, low, low), dtype=torch.float32)
+        points = None if point_coords is None or point_labels is None else (point_coords, point_labels)
+        return self.prompt_encoder(points=points, masks=mask_logits)
+
     def decode(
         self,
         image_embedding: Tensor,
@@ -150,12 +165,7 @@ class Sam3D(nn.Module):
         low-resolution logits; ``None`` means zeros, which is what the reference feeds on a first
         click (its ``no_mask_embed`` is never used at inference).
         """
-        batch = image_embedding.shape[0] if point_coords is None else point_coords.shape[0]
-        if mask_logits is None:
-            low = self.config.low_res_size
-            mask_logits = image_embedding.new_zeros((batch, 1, low, low, low), dtype=torch.float32)
-        points = None if point_coords is None or point_labels is None else (point_coords, point_labels)
-        sparse, dense = self.prompt_encoder(points=points, masks=mask_logits)
+        sparse, dense = self.embed_prompts(image_embedding, point_coords, point_labels, mask_logits)
         return self.mask_decoder(
             image_embeddings=image_embedding,
             image_pe=self.prompt_encoder.get_dense_pe(),
