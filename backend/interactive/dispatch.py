@@ -60,10 +60,12 @@ def revoke(task_ids: list[str]) -> None:
 
 def preload_in_process() -> None:
     """In the embedded mode this process is the prompt worker: preload its engines in a thread."""
-    names = [name for name in getattr(settings, "PRELOAD_ENGINES", []) if name]
-    if names and runs_in_process():
-        from worker.tasks.segmentation import preload_engines
+    if not runs_in_process():
+        return
+    from worker.tasks.segmentation import configured_preload, preload_engines
 
+    names = configured_preload()
+    if names:
         threading.Thread(target=preload_engines, args=(names,), name="preload-engines", daemon=True).start()
 
 

@@ -84,7 +84,7 @@ def preload_engines(names: list[str]) -> list[str]:
     return loaded
 
 
-def _configured_preload() -> list[str]:
+def configured_preload() -> list[str]:
     from django.conf import settings
 
     return [name for name in getattr(settings, "PRELOAD_ENGINES", []) if name]
@@ -93,7 +93,7 @@ def _configured_preload() -> list[str]:
 @worker_process_init.connect
 def _preload_in_worker_process(**_: Any) -> None:
     # Fires in every process that runs tasks (each prefork child; the worker itself with -P solo).
-    preload_engines(_configured_preload())
+    preload_engines(configured_preload())
 
 
 @shared_task(name="worker.tasks.segmentation.run_prompt", bind=True, acks_late=False, ignore_result=True)
