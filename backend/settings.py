@@ -170,7 +170,17 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=2 * 1024**3)
 # A whole-body PET/CT study is often 500-2000 single-slice files in one upload.
 DATA_UPLOAD_MAX_NUMBER_FILES = env.int("MAX_UPLOAD_FILES", default=5000)
+
+# --- Segmentation engines (passed to worker.engines.registry when the app starts) -------------
+# The official SegAnyPET checkpoint; empty: the `seganypet` engine is listed as unavailable.
 SEGANYPET_CHECKPOINT = env.str("SEGANYPET_CHECKPOINT", default="")
+# The demo weights; empty: worker/seganypet/weights/demo.pt in the repository.
+SEGANYPET_DEMO_CHECKPOINT = env.str("SEGANYPET_DEMO_CHECKPOINT", default="")
+SEGANYPET_DEVICE = env.str("SEGANYPET_DEVICE", default="")  # cuda, cpu, or empty: CUDA when present
+# Full unpickling of the official checkpoint file (only for a file the operator trusts).
+SEGANYPET_TRUST_CHECKPOINT = env.bool("SEGANYPET_TRUST_CHECKPOINT", default=False)
+SEGANYPET_CACHE_MB = env.float("SEGANYPET_CACHE_MB", default=512.0)  # image-embedding cache per engine
+SEGANYPET_TORCH_THREADS = env.int("SEGANYPET_TORCH_THREADS", default=0)  # 0: the CPUs this process may use
 
 # --- REST API -------------------------------------------------------------------------
 REST_FRAMEWORK = {

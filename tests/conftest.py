@@ -94,3 +94,13 @@ def fresh_channel_layer():
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()
+
+
+@pytest.fixture
+def engine_settings():
+    """configure(**changes) sets how the engine registry builds engines; the previous settings come back."""
+    from worker.engines import registry
+
+    previous = registry.current_settings()
+    yield lambda **changes: registry.configure(**changes)
+    registry.configure(previous)

@@ -18,9 +18,8 @@ from backend.imaging import storage
 from backend.imaging.models import Scan, ScanStatus
 from backend.interactive.events import broadcast_to_scan
 from backend.projects.models import Label, Membership
-from worker.tasks.quantification import compute_version_statistics
 
-from . import agreement, audit
+from . import agreement, audit, signals
 from .masks import MaskError, as_object_map, read_version_mask, segment_voxel_counts, write_version_mask
 from .models import Annotation, AnnotationState, AnnotationVersion, Approval, Assignment, ReviewComment
 
@@ -155,7 +154,8 @@ def save_version(annotation: Annotation, author, *, base_version_id: int | None,
             locked.save(update_fields=["current_version", "state", "updated_at"])
             audit.record(locked.project_id, author, "version_saved", locked, version=version.number,
                          sha256=sha256, source=version.source, segments=len(segments), reopened=reopened)
-            transaction.on_commit(lambda: compute_version_statistics.delay(version.pk), robust=True)
+            transaction.on_commit(lambda: signals.version_saved.send(AnnotationVersion, version_id=version.pk),
+                                   robust=True)
         except BaseException:
             storage.media_path(relative).unlink(missing_ok=True)
             raise
@@ -395,16 +395,3 @@ def add_object(annotation: Annotation, author, *, base_version_id: int | None, l
     segments = [s for s in segments if s["id"] in kept] + [{"id": new_id, "label": label.pk}]
     return save_version(annotation, author, base_version_id=base_version_id, object_map=objects, segments=segments,
                         source=source, message=message)
-
-
-def add_engine_object(annotation: Annotation, author, *, base_version_id: int | None, label: Label,
-                      prompts, engine_name: str) -> AnnotationVersion:
-    """Run a segmentation engine on the prompts and save its mask as a new object of the annotation."""
-    from worker.engines import get_engine
-
-    pet = annotation.scan.pet
-    volume = storage.read_volume(pet.volume_file, pet.sha256)
-    engine = get_engine(engine_name)
-    result = engine.segment(np.asarray(volume.array), tuple(pet.spacing), prompts)
-    return add_object(annotation, author, base_version_id=base_version_id, label=label, mask=result.mask,
-                      source=engine.name, message=f"score {result.score:.2f}")

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from backend.imaging.models import Scan
 from backend.imaging.nifti_io import nifti_bytes
+from backend.interactive import oneshot, sessions
 from backend.projects.api_base import ANY_MEMBER, MANAGERS, ProjectScopedViewSet
 from backend.projects.models import Label, Role
 from worker.engines.base import Box, Point, Prompts
@@ -133,7 +134,9 @@ class AnnotationViewSet(ProjectScopedViewSet, mixins.ListModelMixin, mixins.Retr
     @extend_schema(request=SegmentRequestSerializer, responses={201: VersionSerializer})
     @action(detail=True, methods=["post"])
     def segment(self, request, *args, **kwargs):
-        """Run a segmentation engine on prompts and save its mask as a new object (a new version)."""
+        """Run a segmentation engine on prompts and save its mask as a new object (a new version).
+
+        The prompts go through the same task and queue as the viewer's WebSocket prompts."""
         annotation = self._owned()
         data = SegmentRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -141,10 +144,17 @@ class AnnotationViewSet(ProjectScopedViewSet, mixins.ListModelMixin, mixins.Retr
         points = tuple(Point(tuple(p["index"]), p["positive"]) for p in data.validated_data.get("points", []))
         box = data.validated_data.get("box")
         prompts = Prompts(points=points, box=Box(tuple(box[0]), tuple(box[1])) if box else None)
-        prompts.validate(tuple(annotation.scan.pet.shape))
-        version = services.add_engine_object(
-            annotation, request.user, base_version_id=data.validated_data["base_version"], label=label,
-            prompts=prompts, engine_name=data.validated_data.get("engine") or self.project.default_engine)
+        try:
+            version = oneshot.segment_and_save(
+                annotation, request.user, label=label, prompts=prompts,
+                engine=data.validated_data.get("engine") or self.project.default_engine,
+                base_version_id=data.validated_data["base_version"])
+        except sessions.SessionError as error:
+            code = status.HTTP_502_BAD_GATEWAY if error.code == "engine_failed" else status.HTTP_400_BAD_REQUEST
+            return Response({"detail": error.detail, "code": error.code}, status=code)
+        except oneshot.SegmentationUnavailable as error:
+            return Response({"detail": str(error), "code": "worker_timeout"},
+                            status=status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response(VersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=AnnotationSerializer)

@@ -157,7 +157,7 @@ def create_job(project: Project, user, settings: dict) -> ExportJob:
     if not sources:
         raise ExportError(f"The filter selects no annotations ({describe_filter(settings)}): nothing to export. "
                           "Only approved annotations are exported unless `states` says otherwise.")
-    from worker.tasks.exports import run_export
+    from .tasks import run_export  # enqueue only; the task calls run_export_job below
 
     with transaction.atomic():
         job = ExportJob.objects.create(project=project, created_by=user, settings=settings)

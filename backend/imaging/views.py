@@ -10,13 +10,13 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from backend.projects.api_base import ANY_MEMBER, MANAGERS, ProjectScopedViewSet
-from worker.tasks.ingest import ingest_upload
 
 from . import storage
 from .ingest import IngestError, apply_suv_parameters, ct_on_pet_file
 from .models import Modality, Scan, ScanStatus
 from .serializers import ScanSerializer, ScanUploadSerializer, SuvParametersSerializer
 from .suv import SuvOverrides
+from .tasks import ingest_upload
 from .uploads import UploadError, discard, stage_uploaded_files
 
 

@@ -12,13 +12,14 @@ from django.conf import settings
 from backend.celery import app
 
 from .models import PromptLog
+from .replies import runs_in_process
 
 PROMPT_QUEUE = "gpu"
 
 
 def enqueue_prompt(session_id: str, seq: int, reply_channel: str, queued_at: float, worker: str | None) -> str:
     """Queue the prompt task; returns the Celery task id."""
-    from worker.tasks.segmentation import run_prompt
+    from .tasks import run_prompt  # enqueue only
 
     queue = worker_direct(worker) if worker else PROMPT_QUEUE
     return run_prompt.apply_async((session_id, seq, reply_channel, queued_at), queue=queue).id
@@ -49,10 +50,6 @@ def run_in_process(session_id: str, seq: int, reply_channel: str, queued_at: flo
         enqueue_prompt(session_id, seq, reply_channel, queued_at, None)
 
 
-def runs_in_process() -> bool:
-    return bool(app.conf.task_always_eager)
-
-
 def revoke(task_ids: list[str]) -> None:
     if task_ids and not app.conf.task_always_eager:
         app.control.revoke(task_ids)
@@ -62,7 +59,9 @@ def preload_in_process() -> None:
     """In the embedded mode this process is the prompt worker: preload its engines in a thread."""
     if not runs_in_process():
         return
-    from worker.tasks.segmentation import configured_preload, preload_engines
+    from worker.engines.registry import preload_engines
+
+    from .engines import configured_preload
 
     names = configured_preload()
     if names:

@@ -23,7 +23,7 @@ from backend.annotations.models import Annotation
 from backend.imaging import storage
 from backend.imaging.models import Scan
 from backend.projects.models import Label
-from worker.engines.base import Box, Point, PromptError, Prompts
+from worker.engines.base import KINDS, Box, Point, PromptError, Prompts
 from worker.engines.cache import LRUByteCache
 
 from . import protocol
@@ -211,6 +211,11 @@ def _prompts_of(entries: list[dict]) -> Prompts:
     return Prompts(points=points, box=box)
 
 
+def object_kind(label: Label) -> str | None:
+    """The kind every engine is told (engines that do not use it ignore it): lesion, organ, or none."""
+    return label.kind if label.kind in KINDS else None
+
+
 def compute(session_id: str, seq: int, queued_at: float | None = None, worker: str = "") -> Outcome:
     """Run the engine for the session's prompts as of `seq` (the worker side).
 
@@ -232,11 +237,8 @@ def compute(session_id: str, seq: int, queued_at: float | None = None, worker: s
     engine = get_engine(session.engine)
     previous = _mask_of(session, count - 1, pet.shape)
     engine_started = time.perf_counter()
-    # SegAnyPET engines pick their mask token by the label's kind (organ or lesion).
-    extra = {"kind": session.label.kind} if session.engine.startswith("seganypet") and \
-        session.label.kind in ("organ", "lesion") else {}
-    result = engine.segment(np.asarray(volume.array), pet.spacing, prompts,
-                            previous_mask=previous, session_key=str(session.pk), **extra)
+    result = engine.segment(np.asarray(volume.array), pet.spacing, prompts, previous_mask=previous,
+                            session_key=str(session.pk), kind=object_kind(session.label))
     engine_ms = (time.perf_counter() - engine_started) * 1000
     timings = {"queue": round(queue_ms, 1), "setup": round((engine_started - started) * 1000, 1),
                "engine": round(engine_ms, 1)}
@@ -293,7 +295,7 @@ def replay(session_id: str) -> list[dict]:
     checksum logged at the time. Returns one row per logged mask or accept."""
     from worker.engines import get_engine
 
-    session = InteractiveSession.objects.select_related("scan").get(pk=uuid.UUID(session_id))
+    session = InteractiveSession.objects.select_related("scan", "label").get(pk=uuid.UUID(session_id))
     pet = session.scan.pet
     volume = np.asarray(storage.read_volume(pet.volume_file, pet.sha256).array)
     engine = get_engine(session.engine)
@@ -311,7 +313,8 @@ def replay(session_id: str) -> list[dict]:
             prompts, active, masks = [], 0, {0: masks[0]}
         elif entry.action == "mask":
             result = engine.segment(volume, tuple(pet.spacing), _prompts_of(prompts[:active]),
-                                    previous_mask=masks.get(active - 1), session_key=f"replay-{session.pk}")
+                                    previous_mask=masks.get(active - 1), session_key=f"replay-{session.pk}",
+                                    kind=object_kind(session.label))
             masks[active] = result.mask
             checksum = protocol.mask_checksum(result.mask) or ""
             rows.append({"seq": entry.seq, "action": "mask", "logged": entry.result_sha256, "replayed": checksum,

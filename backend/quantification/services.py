@@ -74,3 +74,10 @@ def ensure_for_version(version: AnnotationVersion) -> VersionStatistics:
         return row
     return compute_for_version(version)
 
+
+
+def schedule_statistics(version_id: int) -> None:
+    """Queue the statistics of a saved version (the `cpu` queue; in-process in the embedded mode)."""
+    from .tasks import compute_version_statistics  # enqueue only: the task calls compute_for_version
+
+    compute_version_statistics.delay(version_id)

@@ -15,7 +15,7 @@ from backend.projects.models import Label, LabelKind, Membership
 from tests.annotations.helpers import client_for
 from tests.base import make_project_world, make_user
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_tasks")]
 
 
 def test_life_of_one_scan(tmp_path):

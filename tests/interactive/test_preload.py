@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 
-def test_a_prompt_worker_preloads_the_engines_it_is_told_to(monkeypatch):
+def test_a_prompt_worker_preloads_the_engines_it_is_told_to(engine_settings):
     from worker.engines import registry
-    from worker.tasks.segmentation import preload_engines
+    from worker.engines.registry import preload_engines
 
-    monkeypatch.delenv("SEGANYPET_CHECKPOINT", raising=False)
+    engine_settings(checkpoint="")
     registry.clear_engine_cache()
     loaded = preload_engines(["seganypet-demo", "seganypet", "no-such-engine"])
     assert loaded == ["seganypet-demo"]  # no official checkpoint here; an unknown name is skipped too

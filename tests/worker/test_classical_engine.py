@@ -373,7 +373,7 @@ def test_registry_rejects_unknown_names_listing_the_known_ones():
         get_engine("nnunet")
 
 
-def test_seganypet_availability_follows_the_environment(monkeypatch, tmp_path):
+def test_seganypet_availability_follows_the_configuration(engine_settings, tmp_path):
     from worker.engines.registry import (
         EngineUnavailableError,
         available_engines,
@@ -381,7 +381,7 @@ def test_seganypet_availability_follows_the_environment(monkeypatch, tmp_path):
         get_engine,
     )
 
-    monkeypatch.setenv("SEGANYPET_CHECKPOINT", str(tmp_path / "missing.pth"))
+    engine_settings(checkpoint=str(tmp_path / "missing.pth"))
     listing = {e["name"]: e for e in available_engines()}
     assert listing["threshold"]["available"] and not listing["threshold"]["needs_weights"]
     assert listing["seganypet"]["needs_weights"] and not listing["seganypet"]["available"]
@@ -390,11 +390,11 @@ def test_seganypet_availability_follows_the_environment(monkeypatch, tmp_path):
     with pytest.raises(EngineUnavailableError):
         get_engine("seganypet")
 
-    monkeypatch.delenv("SEGANYPET_CHECKPOINT")
+    engine_settings(checkpoint="")
     listing = {e["name"]: e for e in available_engines()}
     assert not listing["seganypet"]["available"] and "SEGANYPET_CHECKPOINT" in listing["seganypet"]["reason"]
     demo = tmp_path / "demo.pt"
-    monkeypatch.setenv("SEGANYPET_DEMO_CHECKPOINT", str(demo))
+    engine_settings(demo_checkpoint=str(demo))
     listing = {e["name"]: e for e in available_engines()}
     assert (
         not listing["seganypet-demo"]["available"]

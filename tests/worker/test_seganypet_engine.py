@@ -398,22 +398,22 @@ def test_clearing_a_session_drops_its_cache_entries():
     assert len(engine.cache) == 2 and all(key[1] == "staying" for key in engine.cache.keys())
 
 
-def test_the_factory_refuses_to_run_without_weights(monkeypatch, tmp_path):
-    monkeypatch.delenv("SEGANYPET_CHECKPOINT", raising=False)
+def test_the_factory_refuses_to_run_without_weights(tmp_path):
     with pytest.raises(SegAnyPETUnavailableError, match="SEGANYPET_CHECKPOINT"):
-        create_seganypet_engine()
+        create_seganypet_engine(None)
     with pytest.raises(SegAnyPETUnavailableError, match="not a file"):
         create_seganypet_engine(tmp_path / "missing.pt")
 
 
-def test_the_factory_prefers_the_configured_checkpoint_over_the_demo(monkeypatch, tmp_path):
+def test_the_registry_builds_the_official_engine_from_the_configured_checkpoint(engine_settings, tmp_path):
+    from worker.engines.registry import get_engine
+
     official, demo = tmp_path / "official.pt", tmp_path / "demo.pt"
     save_checkpoint(tiny_model(1), official)
     save_checkpoint(tiny_model(2), demo)
-    monkeypatch.delenv("SEGANYPET_CHECKPOINT", raising=False)
-    assert create_seganypet_engine(demo, device="cpu").checkpoint == str(demo)
-    monkeypatch.setenv("SEGANYPET_CHECKPOINT", str(official))
-    engine = create_seganypet_engine(demo, device="cpu")
+    engine_settings(checkpoint=str(official), demo_checkpoint=str(demo), device="cpu")
+    assert get_engine("seganypet-demo").checkpoint == str(demo)
+    engine = get_engine("seganypet")
     assert engine.checkpoint == str(official)
     expected = tiny_model(1).state_dict()["mask_decoder.iou_token.weight"]
     assert torch.equal(engine.model.state_dict()["mask_decoder.iou_token.weight"], expected)

@@ -1,8 +1,14 @@
 """The one interface every segmentation engine implements.
 
-Coordinates are voxel indices ``(i, j, k)`` into the PET volume array as stored
-(axis order of the NumPy array), never world millimetres: the browser converts clicks
-to PET voxel indices before sending them.
+Every engine takes the same inputs: the PET volume (SUV, float32) as the app stores it, its voxel
+spacing in mm in the same axis order, the prompts, the object's previous mask (or None for a new
+object), a session key for engines that cache per image, and the object's kind (``"lesion"``,
+``"organ"`` or None). What an engine does with them is declared in its :class:`Capabilities`, so
+callers pass everything and never branch on an engine's name.
+
+Coordinates are voxel indices into the volume array (axis order of the NumPy array), never world
+millimetres: the browser converts clicks to PET voxel indices before sending them. The array
+convention at this boundary is written down once, in ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -55,8 +61,27 @@ class SegmentationResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+KINDS = ("lesion", "organ")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine does with the common inputs, and what it needs to run well."""
+
+    uses_kind: bool = False  # the object kind changes the result (e.g. a mask token per kind)
+    accepts_box: bool = True  # a box prompt limits the result
+    prefers_gpu: bool = False  # runs a network; a CPU works, a GPU is faster
+    caches_per_session: bool = False  # keeps per-image state (embeddings) under session_key
+
+
+def check_kind(kind: str | None) -> None:
+    if kind is not None and kind not in KINDS:
+        raise PromptError(f"unknown object kind {kind!r}; expected one of {KINDS} or none")
+
+
 class Engine(Protocol):
     name: str
+    capabilities: Capabilities
 
     def segment(
         self,
@@ -65,10 +90,13 @@ class Engine(Protocol):
         prompts: Prompts,
         previous_mask: np.ndarray | None = None,
         session_key: str | None = None,
+        *,
+        kind: str | None = None,
     ) -> SegmentationResult:
         """Segment one object in ``volume`` (SUV, float32) from ``prompts``.
 
         ``previous_mask`` is the current mask of the object being refined (bool, same
-        shape), ``session_key`` identifies the volume for engines that cache per image.
+        shape), ``session_key`` identifies the volume for engines that cache per image,
+        ``kind`` is the object's kind (engines that do not use it ignore it).
         """
         ...

@@ -1,27 +1,66 @@
 """Which segmentation engines exist, whether they can run here, and one cached instance of each.
 
 Names: ``threshold`` (the classical PET engine; no weights, always available), ``seganypet`` (the
-SAM-style network with official weights: ``SEGANYPET_CHECKPOINT`` must point at a file) and
-``seganypet-demo`` (the same network with our demo weights, ``SEGANYPET_DEMO_CHECKPOINT``, default
+SAM-style network with official weights: the configured ``checkpoint`` must be a file) and
+``seganypet-demo`` (the same network with our demo weights, default
 ``worker/seganypet/weights/demo.pt`` in the repository).
 
-PyTorch is imported only when a SegAnyPET engine is built, never by importing this module. The
-environment is read when asked, not at import time, so tests and operators can change it.
+Configuration (checkpoint paths, device, cache size, threads) is an :class:`EngineSettings` passed in by
+the host: the Django app sets it from its settings (``SEGANYPET_*``) when it starts, a script or a test
+calls :func:`configure`. This module reads no environment variables and imports neither Django nor
+PyTorch; PyTorch is imported only when a SegAnyPET engine is built.
 """
 
 from __future__ import annotations
 
-import os
+import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from worker.engines.base import Engine
+from worker.engines.base import Capabilities, Engine
 
+log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DEMO_CHECKPOINT = REPO_ROOT / "worker" / "seganypet" / "weights" / "demo.pt"
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How engines are built here. Empty strings and None mean "the default"."""
+
+    checkpoint: str = ""  # the official SegAnyPET checkpoint; empty: the `seganypet` engine is unavailable
+    demo_checkpoint: str = ""  # empty: DEFAULT_DEMO_CHECKPOINT; relative paths are relative to the repository
+    device: str = ""  # "cuda", "cpu" or empty (CUDA when present)
+    trust_checkpoint: bool = False  # allow full unpickling of the official checkpoint (trusted files only)
+    cache_mb: float | None = None  # embedding cache budget per engine
+    torch_threads: int | None = None  # CPU threads; default: the CPUs this process may run on
+
+
+_settings = EngineSettings()
+
+
+def configure(settings: EngineSettings | None = None, **changes: Any) -> EngineSettings:
+    """Set how engines are built (whole, or by field); cached engines built otherwise are forgotten."""
+    global _settings
+    new = replace(settings or _settings, **changes)
+    if new != _settings:
+        _settings = new
+        clear_engine_cache()
+    return _settings
+
+
+def current_settings() -> EngineSettings:
+    return _settings
+
+
+def _seganypet_options(**options: Any) -> dict[str, Any]:
+    built = {"device": _settings.device or None, "torch_threads": _settings.torch_threads}
+    if _settings.cache_mb is not None:
+        built["cache_bytes"] = int(_settings.cache_mb * 2**20)
+    return {**built, **options}
 
 
 class EngineUnavailableError(RuntimeError):
@@ -42,6 +81,7 @@ class _EngineSpec:
     needs_weights: bool
     availability: Callable[[], Availability]
     build: Callable[..., Engine]
+    capabilities: Capabilities
 
 
 # ---------------------------------------------------------------------- classical
@@ -61,8 +101,8 @@ def _build_classical(**options: Any) -> Engine:
 
 
 def demo_checkpoint_path() -> Path:
-    """Where the demo checkpoint is looked for (``SEGANYPET_DEMO_CHECKPOINT``, relative to the repo)."""
-    configured = os.environ.get("SEGANYPET_DEMO_CHECKPOINT", "").strip()
+    """Where the demo checkpoint is looked for (``demo_checkpoint``, relative to the repository)."""
+    configured = _settings.demo_checkpoint.strip()
     if not configured:
         return DEFAULT_DEMO_CHECKPOINT
     path = Path(configured).expanduser()
@@ -70,8 +110,8 @@ def demo_checkpoint_path() -> Path:
 
 
 def seganypet_availability() -> Availability:
-    """The official network: only with SEGANYPET_CHECKPOINT pointing at a file."""
-    configured = os.environ.get("SEGANYPET_CHECKPOINT", "").strip()
+    """The official network: only with a configured checkpoint that is a file."""
+    configured = _settings.checkpoint.strip()
     if not configured:
         return Availability(False, "set SEGANYPET_CHECKPOINT to an official SegAnyPET checkpoint (e.g. seganypet_v2.pth)")
     path = Path(configured).expanduser()
@@ -94,7 +134,8 @@ def _build_seganypet(**options: Any) -> Engine:
     from worker.engines.seganypet_engine import SegAnyPETUnavailableError, create_seganypet_engine  # torch
 
     try:
-        return create_seganypet_engine(None, **options)
+        return create_seganypet_engine(availability.weights, trust_checkpoint=_settings.trust_checkpoint,
+                                       **_seganypet_options(**options))
     except SegAnyPETUnavailableError as error:
         raise EngineUnavailableError(str(error)) from error
 
@@ -105,7 +146,7 @@ def _build_seganypet_demo(**options: Any) -> Engine:
         raise EngineUnavailableError(availability.reason)
     from worker.engines.seganypet_engine import SegAnyPETEngine  # torch
 
-    engine = SegAnyPETEngine.from_checkpoint(demo_checkpoint_path(), **options)
+    engine = SegAnyPETEngine.from_checkpoint(demo_checkpoint_path(), **_seganypet_options(**options))
     engine.name = "seganypet-demo"  # this instance's name, so logs and masks say which weights answered
     return engine
 
@@ -121,6 +162,7 @@ _SPECS: dict[str, _EngineSpec] = {
             False,
             _classical_availability,
             _build_classical,
+            Capabilities(uses_kind=False, accepts_box=True, prefers_gpu=False, caches_per_session=True),
         ),
         _EngineSpec(
             "seganypet",
@@ -128,6 +170,7 @@ _SPECS: dict[str, _EngineSpec] = {
             True,
             seganypet_availability,
             _build_seganypet,
+            Capabilities(uses_kind=True, accepts_box=True, prefers_gpu=True, caches_per_session=True),
         ),
         _EngineSpec(
             "seganypet-demo",
@@ -136,6 +179,7 @@ _SPECS: dict[str, _EngineSpec] = {
             True,
             demo_availability,
             _build_seganypet_demo,
+            Capabilities(uses_kind=True, accepts_box=True, prefers_gpu=True, caches_per_session=True),
         ),
     )
 }
@@ -149,7 +193,8 @@ def engine_names() -> list[str]:
 
 
 def available_engines() -> list[dict[str, Any]]:
-    """Every known engine: name, description, needs_weights, available, reason (when not), weights."""
+    """Every known engine: name, description, needs_weights, available, reason (when not), weights,
+    capabilities."""
     listing = []
     for spec in _SPECS.values():
         availability = spec.availability()
@@ -161,6 +206,7 @@ def available_engines() -> list[dict[str, Any]]:
                 "available": availability.available,
                 "reason": availability.reason,
                 "weights": availability.weights,
+                "capabilities": asdict(spec.capabilities),
             }
         )
     return listing
@@ -196,3 +242,26 @@ def clear_engine_cache() -> None:
     """Forget the cached instances (tests; after weights change)."""
     with _cache_lock:
         _cache.clear()
+
+
+def capabilities_of(name: str) -> Capabilities:
+    spec = _SPECS.get(name)
+    if spec is None:
+        raise ValueError(f"unknown segmentation engine {name!r}")
+    return spec.capabilities
+
+
+def preload_engines(names: list[str]) -> list[str]:
+    """Build the named engines now (weights loaded, model on its device); returns those loaded. An engine
+    that cannot run here (e.g. no checkpoint configured) is skipped with a log line, not an error."""
+    loaded = []
+    for name in names:
+        try:
+            get_engine(name)
+        except Exception as error:
+            log.warning("engine %s not preloaded: %s", name, error)
+        else:
+            loaded.append(name)
+    if loaded:
+        log.info("engines preloaded: %s", ", ".join(loaded))
+    return loaded

@@ -50,7 +50,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,285 +57,77 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from worker.engines.base import Box, Engine, PromptError, Prompts, SegmentationResult
+from worker.engines.base import (
+    KINDS,
+    Box,
+    Capabilities,
+    Engine,
+    PromptError,
+    Prompts,
+    SegmentationResult,
+    check_kind,
+)
 from worker.engines.cache import LRUByteCache
+from worker.engines.seganypet_crops import (  # noqa: F401  (re-exported: training and tests use them)
+    BORDER_SLAB,
+    LOW_RES_STRIDE,
+    MASK_PRIOR_LOGIT,
+    MIN_CONTINUATION_MM2,
+    PROMPT_MARGIN,
+    TARGET_SPACING_MM,
+    Click,
+    CropJob,
+    CropRun,
+    IsotropicGrid,
+    Origin,
+    PriorLogits,
+    SessionState,
+    crop_image,
+    crop_positions,
+    decode_all_tokens,
+    mask_to_prior_logits,
+    origin_for_centre,
+    sample_linear,
+    shift_logits,
+    zscore_positive,
+)
 from worker.seganypet.checkpoint import load_checkpoint
 from worker.seganypet.model import Sam3D, count_parameters
 
-TARGET_SPACING_MM = 1.5
-# Crop origins are kept on multiples of the low-res cell (4 voxels) so logits can move between crops.
-LOW_RES_STRIDE = 4
-# A reused crop must keep every prompt at least this many voxels from its faces.
-PROMPT_MARGIN = 8
-# Mask voxels this close to a crop face mean the object continues beyond it.
-BORDER_SLAB = 2
-# Logit magnitude used when a previous mask comes from elsewhere (edited, other engine) rather than
-# from our own cached logits.
-MASK_PRIOR_LOGIT = 8.0
-# An object is followed into a further crop only where it leaves the crop with at least this
-# cross-section (about 28 × 28 mm): a large organ does, a thin leak from a lesion or a small organ does not.
-MIN_CONTINUATION_MM2 = 800.0
 DEFAULT_CACHE_BYTES = 512 * 2**20
+
+
 DEFAULT_MAX_CROPS = 4
-KINDS = ("lesion", "organ")
+
+
+
+
 # Name of the first-click prior in checkpoint metadata → the engine that computes it.
 CLASSICAL_PRIOR = "classical-41pct"
-
-Origin = tuple[int, int, int]
 
 
 class SegAnyPETUnavailableError(RuntimeError):
     """No usable SegAnyPET weights were configured."""
 
 
-# --------------------------------------------------------------------------- geometry
-
-
-@dataclass(frozen=True)
-class IsotropicGrid:
-    """The virtual resampling of a volume to ``target_spacing`` mm voxels."""
-
-    shape: tuple[int, int, int]
-    spacing: tuple[float, float, float]
-    target_spacing: float = TARGET_SPACING_MM
-
-    @property
-    def scale(self) -> np.ndarray:
-        """Resampled voxels per original voxel, per axis."""
-        return np.asarray(self.spacing, dtype=np.float64) / self.target_spacing
-
-    @property
-    def resampled_shape(self) -> tuple[int, int, int]:
-        extent = (np.asarray(self.shape) - 1) * self.scale
-        n0, n1, n2 = (int(n) for n in np.floor(extent + 1e-6) + 1)
-        return n0, n1, n2
-
-    def to_resampled(self, index: Sequence[float]) -> np.ndarray:
-        return np.asarray(index, dtype=np.float64) * self.scale
-
-    def original_positions(self, axis: int, resampled: np.ndarray) -> np.ndarray:
-        return resampled / self.scale[axis]
-
-
-def crop_positions(
-    grid: IsotropicGrid, origin: Origin, size: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Original-grid positions of the crop's voxels, per axis."""
-    p0, p1, p2 = (
-        grid.original_positions(axis, origin[axis] + np.arange(size, dtype=np.float64)) for axis in range(3)
-    )
-    return p0, p1, p2
-
-
-def sample_linear(array: np.ndarray, positions: Sequence[np.ndarray]) -> np.ndarray:
-    """Trilinear samples of ``array`` at the outer product of per-axis positions; zero outside it."""
-    block, local = _cut_block(array, positions)
-    out = block.astype(np.float32, copy=False)
-    for axis, pos in enumerate(local):
-        out = _interpolate_axis(out, pos, axis)
-    return out
-
-
-def _cut_block(array: np.ndarray, positions: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    # Interpolating only the block the positions touch keeps a whole-body volume cheap.
-    slices, local = [], []
-    for n, pos in zip(array.shape, positions, strict=True):
-        inside = pos[(pos >= 0) & (pos <= n - 1)]
-        lo, hi = (
-            (0, 1) if inside.size == 0 else (int(np.floor(inside.min())), int(np.floor(inside.max())) + 2)
-        )
-        hi = min(hi, n)
-        slices.append(slice(lo, hi))
-        local.append(np.where((pos >= 0) & (pos <= n - 1), pos - lo, -1.0))
-    return array[tuple(slices)], local
-
-
-def _interpolate_axis(array: np.ndarray, positions: np.ndarray, axis: int) -> np.ndarray:
-    n = array.shape[axis]
-    valid = (positions >= 0) & (positions <= n - 1)
-    clipped = np.clip(positions, 0, n - 1)
-    lower = np.minimum(np.floor(clipped).astype(np.intp), max(n - 2, 0))
-    upper = np.minimum(lower + 1, n - 1)
-    weight = np.where(valid, clipped - lower, 0.0).astype(np.float32)
-    shape = [1, 1, 1]
-    shape[axis] = -1
-    below = np.take(array, lower, axis=axis)
-    above = np.take(array, upper, axis=axis)
-    out = below + (above - below) * weight.reshape(shape)
-    return out * valid.astype(np.float32).reshape(shape)
-
-
-def zscore_positive(crop: np.ndarray) -> np.ndarray:
-    """Z-score with mean/std of the voxels > 0 (torchio ZNormalization(masking x > 0), unbiased std)."""
-    crop = np.nan_to_num(crop, nan=0.0, posinf=0.0, neginf=0.0)
-    foreground = crop[crop > 0]
-    if foreground.size < 2:
-        return crop
-    std = float(foreground.std(ddof=1))
-    return (crop - float(foreground.mean())) / (std if std > 0 else 1.0)
-
-
-def crop_image(volume: np.ndarray, grid: IsotropicGrid, origin: Origin, size: int) -> np.ndarray:
-    """The network input for the crop at ``origin``: resampled, z-scored over voxels > 0, float32."""
-    crop = sample_linear(volume, crop_positions(grid, origin, size))
-    return np.ascontiguousarray(zscore_positive(crop).astype(np.float32, copy=False))
-
-
-def mask_to_prior_logits(
-    mask: np.ndarray, grid: IsotropicGrid, origin: Origin, size: int, stride: int = LOW_RES_STRIDE
-) -> torch.Tensor:
-    """Low-res logits (1, 1, size/stride, ...) standing for a mask given on the original grid."""
-    # The bool mask goes in as is: only the block under the crop is converted to float.
-    fraction = sample_linear(mask, crop_positions(grid, origin, size))
-    pooled = F.avg_pool3d(torch.from_numpy(fraction)[None, None], stride)
-    return (2 * pooled - 1) * MASK_PRIOR_LOGIT
-
-
-def decode_all_tokens(
-    model: Sam3D,
-    image_embedding: torch.Tensor,
-    point_coords: torch.Tensor | None,
-    point_labels: torch.Tensor | None,
-    mask_logits: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits of every mask token (B, M, 32, 32, 32) and their IoU estimates (B, M); token 0 is
-    what :meth:`Sam3D.decode` returns."""
-    sparse, dense = model.embed_prompts(image_embedding, point_coords, point_labels, mask_logits)
-    return model.mask_decoder.predict_masks(
-        image_embeddings=image_embedding,
-        image_pe=model.prompt_encoder.get_dense_pe(),
-        sparse_prompt_embeddings=sparse,
-        dense_prompt_embeddings=dense,
-    )
-
-
-def origin_for_centre(centre: Sequence[float], size: int, stride: int = LOW_RES_STRIDE) -> Origin:
-    # Origins on the low-res lattice, so that logits of one crop shift exactly into another.
-    o0, o1, o2 = (int(stride * round((c - size / 2) / stride)) for c in centre)
-    return o0, o1, o2
-
-
-def shift_logits(
-    logits: torch.Tensor, source: Origin, target: Origin, stride: int = LOW_RES_STRIDE
-) -> torch.Tensor:
-    """Low-res logits of the crop at ``source`` seen from the crop at ``target`` (zeros where unseen)."""
-    size = logits.shape[-1]
-    out = torch.zeros_like(logits)
-    src, dst = [], []
-    for a in range(3):
-        delta = (target[a] - source[a]) // stride
-        lo, hi = max(0, -delta), min(size, size - delta)
-        if lo >= hi:
-            return out
-        dst.append(slice(lo, hi))
-        src.append(slice(lo + delta, hi + delta))
-    out[..., dst[0], dst[1], dst[2]] = logits[..., src[0], src[1], src[2]]
-    return out
-
-
-# --------------------------------------------------------------------------- engine state
-
-
-@dataclass(frozen=True)
-class Click:
-    position: np.ndarray  # resampled voxel index (int)
-    positive: bool
-
-
-@dataclass
-class SessionState:
-    """What a session's next corrective click needs: the crops used and their logits."""
-
-    primary_origin: Origin
-    logits: dict[Origin, torch.Tensor]
-    seeds: dict[Origin, list[Click]]  # extension crops' seed points, to decode them again alike
-    # The mask returned (read-only): the next call's previous mask is usually this very array, which
-    # is recognised without hashing 24 M voxels of a whole-body volume.
-    mask: np.ndarray
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.logits.values()) + self.mask.nbytes + 256
-
-    def holds(self, previous_mask: np.ndarray) -> bool:
-        if previous_mask is self.mask:
-            return True
-        return previous_mask.shape == self.mask.shape and bool(np.array_equal(previous_mask, self.mask))
-
-
-@dataclass
-class CropRun:
-    origin: Origin
-    logits: torch.Tensor  # (1, 1, 32, 32, 32) float32, on the model's device
-    crop_logits: np.ndarray  # (size, size, size) float32
-    iou: float
-    seeds: list[Click] = field(default_factory=list)
-
-
-@dataclass
-class CropJob:
-    origin: Origin
-    seeds: list[Click] = field(default_factory=list)
-    parent: CropRun | None = None
-
-
-class PriorLogits:
-    """Where the previous low-res logits of a crop come from."""
-
-    def __init__(
-        self,
-        state: SessionState | None,
-        previous_mask: np.ndarray | None,
-        grid: IsotropicGrid,
-        size: int,
-        device: torch.device,
-        stride: int = LOW_RES_STRIDE,
-    ) -> None:
-        self.state = state
-        self.previous_mask = previous_mask
-        self.grid = grid
-        self.size = size
-        self.device = device
-        self.stride = stride
-
-    def for_origin(self, origin: Origin) -> torch.Tensor | None:
-        if self.state is not None:
-            if origin in self.state.logits:
-                return self.state.logits[origin]
-            source = self.state.primary_origin
-            return shift_logits(self.state.logits[source], source, origin, self.stride)
-        if self.previous_mask is not None:
-            return self._from_mask(origin)
-        return None
-
-    def _from_mask(self, origin: Origin) -> torch.Tensor:
-        assert self.previous_mask is not None
-        return mask_to_prior_logits(self.previous_mask, self.grid, origin, self.size, self.stride).to(
-            self.device
-        )
-
-
-# --------------------------------------------------------------------------- the engine
-
-
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _configure_cpu_threads() -> None:
+def _configure_cpu_threads(requested: int | None) -> None:
     # torch may see the host's cores inside a container; use the CPUs this process may actually run on.
-    requested = os.environ.get("SEGANYPET_TORCH_THREADS", "").strip()
     if hasattr(os, "sched_getaffinity"):
         available = len(os.sched_getaffinity(0))
     else:
         available = os.cpu_count() or 1
-    threads = max(1, int(requested) if requested else available)
+    threads = max(1, requested or available)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
 
 class SegAnyPETEngine:
     name = "seganypet"
+    capabilities = Capabilities(uses_kind=True, accepts_box=True, prefers_gpu=True, caches_per_session=True)
 
     def __init__(
         self,
@@ -353,10 +144,11 @@ class SegAnyPETEngine:
         first_click_prior: Engine | None = None,
         single_crop_lesions: bool = True,
         min_continuation_mm2: float = MIN_CONTINUATION_MM2,
+        torch_threads: int | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else _default_device()
         if self.device.type == "cpu":
-            _configure_cpu_threads()
+            _configure_cpu_threads(torch_threads)
         self.model = model.to(self.device).eval()
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
@@ -430,8 +222,7 @@ class SegAnyPETEngine:
         started = time.perf_counter()
         grid = self._grid(volume, spacing)
         prompts.validate(volume.shape)
-        if kind is not None and kind not in KINDS:
-            raise PromptError(f"unknown object kind {kind!r}; expected one of {KINDS} or none")
+        check_kind(kind)
         if previous_mask is not None and previous_mask.shape != volume.shape:
             raise PromptError(f"previous mask {previous_mask.shape} does not match the volume {volume.shape}")
         box = self._box_in_resampled(prompts.box, grid) if prompts.box is not None else None
@@ -787,6 +578,7 @@ class KindBoundEngine:
         self.engine = engine
         self.kind = kind
         self.name = engine.name
+        self.capabilities = engine.capabilities
 
     def segment(
         self,
@@ -795,8 +587,10 @@ class KindBoundEngine:
         prompts: Prompts,
         previous_mask: np.ndarray | None = None,
         session_key: str | None = None,
+        *,
+        kind: str | None = None,
     ) -> SegmentationResult:
-        return self.engine.segment(volume, spacing, prompts, previous_mask, session_key, kind=self.kind)
+        return self.engine.segment(volume, spacing, prompts, previous_mask, session_key, kind=kind or self.kind)
 
 
 def engine_options_from_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -824,39 +618,27 @@ def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def create_seganypet_engine(
-    demo_checkpoint: str | Path | None = None,
+    checkpoint: str | Path | None,
     *,
     device: str | torch.device | None = None,
-    trust_checkpoint: bool | None = None,
+    trust_checkpoint: bool = False,
     cache_bytes: int | None = None,
+    torch_threads: int | None = None,
 ) -> SegAnyPETEngine:
-    """The engine with real weights: ``SEGANYPET_CHECKPOINT`` (official) if set, else ``demo_checkpoint``.
+    """The engine with real weights from ``checkpoint``; never falls back to random weights.
 
-    Environment: ``SEGANYPET_TRUST_CHECKPOINT=1`` allows full unpickling of the checkpoint file (only
-    for files the operator trusts), ``SEGANYPET_DEVICE`` (``cuda``/``cpu``), ``SEGANYPET_CACHE_MB``
-    (embedding cache budget), ``SEGANYPET_TORCH_THREADS`` (CPU threads).
-    Never falls back to random weights.
+    The caller passes its configuration (the registry takes it from Django settings): ``trust_checkpoint``
+    allows full unpickling (only for files the operator trusts), ``device`` (``cuda``/``cpu``, default:
+    CUDA when present), ``cache_bytes`` (embedding cache budget), ``torch_threads`` (CPU threads).
     """
-    configured = os.environ.get("SEGANYPET_CHECKPOINT", "").strip()
-    path = configured or (str(demo_checkpoint) if demo_checkpoint else "")
-    if not path:
+    if not checkpoint:
         raise SegAnyPETUnavailableError(
             "no SegAnyPET weights: set SEGANYPET_CHECKPOINT to an official checkpoint "
             "(e.g. seganypet_v2.pth) or train the demo model; the engine never runs with random weights"
         )
-    if not Path(path).is_file():
-        source = "SEGANYPET_CHECKPOINT" if configured else "the demo checkpoint path"
-        raise SegAnyPETUnavailableError(
-            f"SegAnyPET weights not found: {source} points to {path}, which is not a file"
-        )
-    trust = _env_flag("SEGANYPET_TRUST_CHECKPOINT") if trust_checkpoint is None else trust_checkpoint
-    if cache_bytes is None:
-        cache_mb = os.environ.get("SEGANYPET_CACHE_MB", "").strip()
-        cache_bytes = int(float(cache_mb) * 2**20) if cache_mb else DEFAULT_CACHE_BYTES
-    device = device or os.environ.get("SEGANYPET_DEVICE", "").strip() or None
-    return SegAnyPETEngine.from_checkpoint(path, trust_pickle=trust, device=device, cache_bytes=cache_bytes)
+    if not Path(checkpoint).is_file():
+        raise SegAnyPETUnavailableError(f"SegAnyPET weights not found: {checkpoint} is not a file")
+    return SegAnyPETEngine.from_checkpoint(
+        checkpoint, trust_pickle=trust_checkpoint, device=device or None,
+        cache_bytes=DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes, torch_threads=torch_threads)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from .models import ExportJob
+from .services import run_export_job
 
-@shared_task(name="worker.tasks.exports.run_export", acks_late=True, ignore_result=True)
+
+@shared_task(acks_late=True, ignore_result=True)
 def run_export(job_id: int) -> str:
-    from backend.exports.models import ExportJob
-    from backend.exports.services import run_export_job
-
     job = ExportJob.objects.filter(pk=job_id).first()
     if job is None:  # deleted before a worker got to it
         return "missing"

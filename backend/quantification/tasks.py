@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from backend.annotations.models import AnnotationVersion
 
-@shared_task(name="worker.tasks.quantification.compute_version_statistics", acks_late=True, ignore_result=True)
+from .services import compute_for_version
+
+
+@shared_task(acks_late=True, ignore_result=True)
 def compute_version_statistics(version_id: int) -> str:
-    from backend.annotations.models import AnnotationVersion
-    from backend.quantification.services import compute_for_version
-
     version = AnnotationVersion.objects.filter(pk=version_id).first()
     if version is None:  # deleted with its annotation before the worker got to it
         return "missing"

@@ -1,17 +1,19 @@
+"""Ingest tasks (the `cpu` queue): a staged upload becomes a scan."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from celery import shared_task
 
+from .ingest import ingest_dicom, ingest_nifti
+from .models import Scan
+from .uploads import discard
 
-@shared_task(name="worker.tasks.ingest.ingest_upload", acks_late=True)
+
+@shared_task(acks_late=True)
 def ingest_upload(scan_id: int, staging_dir: str, kind: str = "dicom", nifti: dict | None = None) -> str:
     """Ingest a staged upload into `scan_id`; the staging folder is removed whatever happens."""
-    from backend.imaging.ingest import ingest_dicom, ingest_nifti
-    from backend.imaging.models import Scan
-    from backend.imaging.uploads import discard
-
     try:
         scan = Scan.objects.get(pk=scan_id)
         if kind == "nifti":
