@@ -11,9 +11,9 @@ import torch
 from scipy import ndimage
 
 from backend.imaging.nifti_io import write_nifti
-from backend.imaging.phantom import make_phantom
 from worker.engines.classical import ClassicalPETEngine
 from worker.engines.seganypet_engine import SegAnyPETEngine
+from worker.phantoms import make_phantom
 from worker.seganypet.checkpoint import load_checkpoint
 from worker.seganypet.model import Sam3DConfig
 from worker.seganypet.train import (

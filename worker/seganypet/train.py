@@ -60,7 +60,6 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from backend.imaging.nifti_io import read_nifti
-from backend.imaging.phantom import LABEL_NAMES, LESION_LABEL, Phantom, make_phantom
 from worker.engines.base import Point, Prompts
 from worker.engines.seganypet_engine import (
     CLASSICAL_PRIOR,
@@ -76,6 +75,7 @@ from worker.engines.seganypet_engine import (
     sample_linear,
 )
 from worker.evaluation import DEFAULT_ORGANS, Case, cases_from_phantom, region_centre, simulate_clicks
+from worker.phantoms import LABEL_NAMES, LESION_LABEL, Phantom, make_phantom
 from worker.seganypet.checkpoint import load_checkpoint, save_checkpoint
 from worker.seganypet.model import DEMO, Sam3D, Sam3DConfig, count_parameters
 
@@ -731,7 +731,7 @@ def train(options: TrainOptions) -> TrainReport:
         "description": (
             ("SegAnyPET demo model (SAM-Med3D layout, DEMO config) trained from scratch"
              if options.init is None else f"SegAnyPET model fine-tuned from {options.init}")
-            + " on synthetic phantoms (backend.imaging.phantom)"
+            + " on synthetic phantoms (worker.phantoms)"
             + (f" and the exported dataset {options.dataset}" if options.dataset is not None else "")
             + " with simulated clicks by worker.seganypet.train. NOT FOR CLINICAL USE."
         ),

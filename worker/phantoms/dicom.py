@@ -37,9 +37,9 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, gene
 from pydicom.valuerep import format_number_as_ds
 from scipy import ndimage
 
-from .dicom_series import LPS_TO_RAS
-from .nifti_io import write_label_names, write_nifti
-from .suv import GE_PET_PRIVATE_CREATOR, PHILIPS_PRIVATE_CREATOR
+from backend.imaging.dicom_series import LPS_TO_RAS
+from backend.imaging.nifti_io import write_label_names, write_nifti
+from backend.imaging.suv import GE_PET_PRIVATE_CREATOR, PHILIPS_PRIVATE_CREATOR
 
 Tracer = Literal["FDG", "PSMA"]
 Orientation = Literal["axial", "oblique"]

@@ -1,0 +1,43 @@
+"""Synthetic whole-body PET/CT phantoms (see make_phantom), written as DICOM series or NIfTI."""
+
+from worker.phantoms.dicom import (
+    CT_IMAGE_STORAGE,
+    LABEL_NAMES,
+    LESION_LABEL,
+    PET_IMAGE_STORAGE,
+    REALISTIC_SIZE,
+    TEST_SIZE,
+    Lesion,
+    PatientInfo,
+    Phantom,
+    WrittenSeries,
+    lesion_table,
+    make_phantom,
+    write_ct_nifti,
+    write_ct_series,
+    write_dicom_series,
+    write_label_nifti,
+    write_pet_nifti,
+    write_pet_series,
+)
+
+__all__ = [
+    "CT_IMAGE_STORAGE",
+    "LABEL_NAMES",
+    "LESION_LABEL",
+    "PET_IMAGE_STORAGE",
+    "REALISTIC_SIZE",
+    "TEST_SIZE",
+    "Lesion",
+    "PatientInfo",
+    "Phantom",
+    "WrittenSeries",
+    "lesion_table",
+    "make_phantom",
+    "write_ct_nifti",
+    "write_ct_series",
+    "write_dicom_series",
+    "write_label_nifti",
+    "write_pet_nifti",
+    "write_pet_series",
+]
