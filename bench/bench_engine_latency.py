@@ -32,8 +32,8 @@ def child(engine_name: str, repeats: int) -> dict:
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
-    from backend.imaging.phantom import make_phantom
     from worker.engines.base import Point, Prompts
+    from worker.phantoms import make_phantom
 
     phantom = make_phantom(seed=5, shape=SHAPE, spacing=SPACING, n_lesions=12)
     volume = np.ascontiguousarray(phantom.suv)

@@ -31,7 +31,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from backend.imaging.phantom import REALISTIC_SIZE, TEST_SIZE, make_phantom  # noqa: E402
 from worker.engines.registry import available_engines, get_engine  # noqa: E402
 from worker.evaluation import (  # noqa: E402
     CLICK_RULE,
@@ -42,6 +41,7 @@ from worker.evaluation import (  # noqa: E402
     simulate_clicks,
     summarise,
 )
+from worker.phantoms import REALISTIC_SIZE, TEST_SIZE, make_phantom  # noqa: E402
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 TABLE_GROUPS = ("liver", "kidneys", "spleen", "heart", "lesions")

@@ -37,7 +37,7 @@ from django.contrib.auth.models import User
 from backend.annotations import services
 from backend.imaging.ingest import ingest_dicom
 from backend.imaging.models import Scan
-from backend.imaging.phantom import LESION_LABEL, make_phantom, write_dicom_series
+from worker.phantoms import LESION_LABEL, make_phantom, write_dicom_series
 from backend.projects.models import Label, Membership, Project
 
 count = int(sys.argv[1])

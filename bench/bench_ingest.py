@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller series (for a smoke run)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from backend.imaging.phantom import make_phantom, write_dicom_series
+    from worker.phantoms import make_phantom, write_dicom_series
 
     # PET 400 slices of 256x256 at 2.5 mm; CT on a 2x finer in-plane grid: 512x512x400.
     shape = (100, 128, 128) if args.quick else (400, 256, 256)

@@ -66,7 +66,7 @@ def summary(values: list[float]) -> dict:
 
 def import_large_scan(server: StudioServer, project_name: str) -> list[dict]:
     """Generate the clinical-size whole-body phantom as DICOM and import it; returns its lesions."""
-    from backend.imaging.phantom import make_phantom, write_dicom_series
+    from worker.phantoms import make_phantom, write_dicom_series
 
     phantom = make_phantom(**LARGE_ARGS)
     with tempfile.TemporaryDirectory() as folder:

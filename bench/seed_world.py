@@ -24,8 +24,8 @@ def seed(name: str, phantom_seed: int, n_readers: int) -> dict:
 
     from backend.imaging.ingest import ingest_dicom
     from backend.imaging.models import Scan
-    from backend.imaging.phantom import make_phantom, write_dicom_series
     from backend.projects.models import Label, Membership, Project
+    from worker.phantoms import make_phantom, write_dicom_series
 
     call_command("migrate", verbosity=0)
     project = Project.objects.create(name=name)

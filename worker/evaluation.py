@@ -291,7 +291,7 @@ def evaluate_engines(
 
 
 class PhantomLike(Protocol):
-    """What :func:`cases_from_phantom` reads (``backend.imaging.phantom.Phantom`` has it)."""
+    """What :func:`cases_from_phantom` reads (``worker.phantoms.Phantom`` has it)."""
 
     seed: int
     tracer: str

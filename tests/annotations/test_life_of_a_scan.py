@@ -10,10 +10,10 @@ from backend.annotations.services import read_mask
 from backend.imaging import storage
 from backend.imaging.ingest import ingest_dicom
 from backend.imaging.models import Scan
-from backend.imaging.phantom import make_phantom, write_dicom_series
 from backend.projects.models import Label, LabelKind, Membership
 from tests.annotations.helpers import client_for
 from tests.base import make_project_world, make_user
+from worker.phantoms import make_phantom, write_dicom_series
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_tasks")]
 

@@ -305,7 +305,7 @@ def hex_rgb(colour: str) -> tuple[int, int, int]:
 @lru_cache(maxsize=1)
 def phantom_a_lesions() -> list[dict]:
     """The lesions of the demo's Phantom A (regenerated: the phantom is deterministic from its seed)."""
-    from backend.imaging.phantom import make_phantom
+    from worker.phantoms import make_phantom
 
     phantom = make_phantom(**PHANTOM_A_ARGS)
     return [{"index": lesion.index, "host": lesion.host, "centre": [int(round(x)) for x in lesion.centre_index],

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from backend.imaging import phantom as phantom_module
 from tests.base import make_project_world
 from tests.exports import helpers
+from worker import phantoms as phantom_module
 
 
 @pytest.fixture(scope="session")

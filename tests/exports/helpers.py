@@ -14,8 +14,8 @@ from backend.annotations import services
 from backend.annotations.models import Annotation
 from backend.imaging.ingest import ingest_dicom
 from backend.imaging.models import Scan
-from backend.imaging.phantom import LESION_LABEL, Phantom
 from backend.projects.models import Label, LabelKind
+from worker.phantoms import LESION_LABEL, Phantom
 
 LIVER = 3  # phantom label value of the liver
 

@@ -94,8 +94,8 @@ def test_production_refuses_debug(tmp_path):
 def test_ingest_logs_no_patient_data(tmp_path, caplog):
     from backend.imaging.ingest import ingest_dicom
     from backend.imaging.models import Scan
-    from backend.imaging.phantom import make_phantom, write_dicom_series
     from backend.projects.models import Project
+    from worker.phantoms import make_phantom, write_dicom_series
 
     phantom = make_phantom(seed=8, n_lesions=1, shape=(24, 32, 32))
     write_dicom_series(phantom, tmp_path, write_ct=False)

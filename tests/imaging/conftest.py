@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.imaging import phantom as phantom_module
+from worker import phantoms as phantom_module
 
 
 @pytest.fixture(scope="session")

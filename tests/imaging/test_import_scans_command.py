@@ -5,9 +5,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from backend.imaging import phantom as phantom_module
 from backend.imaging.models import Scan, ScanStatus
 from backend.projects.models import Project
+from worker import phantoms as phantom_module
 
 pytestmark = pytest.mark.django_db
 

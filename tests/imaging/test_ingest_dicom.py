@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.imaging import phantom as phantom_module
 from backend.imaging import storage
 from backend.imaging.ingest import ingest_dicom
 from backend.imaging.models import Scan, ScanStatus, Series
 from backend.projects.models import Project
+from worker import phantoms as phantom_module
 
 pytestmark = pytest.mark.django_db
 

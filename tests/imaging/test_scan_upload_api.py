@@ -13,12 +13,12 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from backend.imaging import phantom as phantom_module
 from backend.imaging import storage
 from backend.imaging.models import Scan, ScanStatus
 from backend.imaging.nifti_io import nifti_bytes
 from backend.imaging.uploads import staging_root
 from tests.base import make_project_world
+from worker import phantoms as phantom_module
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_tasks")]
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from backend.imaging.dicom_series import load_series_from_sources, sorted_paths
-from backend.imaging.phantom import make_phantom, write_dicom_series
+from worker.phantoms import make_phantom, write_dicom_series
 
 DCM2NIIX = shutil.which("dcm2niix") or "/usr/bin/dcm2niix"
 

@@ -18,8 +18,8 @@ from backend.imaging.dicom_series import (
     read_dicom_files,
     sorted_paths,
 )
-from backend.imaging.phantom import Phantom, make_phantom, write_dicom_series
 from backend.imaging.suv import compute_suv_factors
+from worker.phantoms import Phantom, make_phantom, write_dicom_series
 
 GEOMETRIES = {
     "head_first_axial": {},

@@ -18,7 +18,7 @@ from backend.imaging.nifti_io import (
     to_nibabel_layout,
     write_nifti,
 )
-from backend.imaging.phantom import make_phantom, write_dicom_series, write_pet_nifti
+from worker.phantoms import make_phantom, write_dicom_series, write_pet_nifti
 
 
 def random_affine(seed: int) -> np.ndarray:

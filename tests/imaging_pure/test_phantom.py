@@ -10,9 +10,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from backend.imaging import phantom as phantom_module
 from backend.imaging.nifti_io import read_nifti
-from backend.imaging.phantom import (
+from worker import phantoms as phantom_module
+from worker.phantoms import (
     LABEL_NAMES,
     LESION_LABEL,
     make_phantom,

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.imaging.phantom import make_phantom
 from backend.imaging.resample import resample_to_grid
+from worker.phantoms import make_phantom
 
 
 def test_identity_grid_returns_the_same_values():

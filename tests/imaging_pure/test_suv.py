@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from backend.imaging.dicom_series import load_series_from_sources
-from backend.imaging.phantom import make_phantom, write_dicom_series
 from backend.imaging.suv import (
     SuvHeader,
     SuvOverrides,
@@ -26,6 +25,7 @@ from backend.imaging.suv import (
     parse_dicom_datetime,
     parse_dicom_time,
 )
+from worker.phantoms import make_phantom, write_dicom_series
 
 F18_HALF_LIFE = 6586.2
 

@@ -11,11 +11,11 @@ from channels.testing import WebsocketCommunicator
 from backend.asgi import application
 from backend.imaging.ingest import ingest_dicom
 from backend.imaging.models import Scan
-from backend.imaging.phantom import make_phantom, write_dicom_series
 from backend.interactive import protocol
 from backend.projects.models import Label, LabelKind
 from tests.base import make_project_world
 from tests.foundation.test_websocket_auth import session_headers
+from worker.phantoms import make_phantom, write_dicom_series
 
 
 @pytest.fixture(scope="session")

@@ -146,7 +146,7 @@ def test_several_objects_mean_hu_and_lesion_totals():
 
 
 def test_phantom_lesions_match_the_phantoms_own_truth():
-    from backend.imaging.phantom import make_phantom
+    from worker.phantoms import make_phantom
 
     phantom = make_phantom(seed=11, n_lesions=4)
     stats = {s.id: s for s in metrics.object_statistics(phantom.suv, phantom.lesion_labels, phantom.pet_affine)}

@@ -322,7 +322,7 @@ def test_lesion_click_is_fast_on_a_whole_body_sized_volume():
 
 @pytest.fixture(scope="module")
 def phantom():
-    from backend.imaging.phantom import TEST_SIZE, make_phantom
+    from worker.phantoms import TEST_SIZE, make_phantom
 
     return make_phantom(seed=3, n_lesions=6, **TEST_SIZE)
 

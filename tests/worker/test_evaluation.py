@@ -209,7 +209,7 @@ def test_report_clicks_beyond_n_clicks_are_dropped():
 
 @pytest.fixture(scope="module")
 def phantom():
-    from backend.imaging.phantom import TEST_SIZE, make_phantom
+    from worker.phantoms import TEST_SIZE, make_phantom
 
     return make_phantom(seed=1, n_lesions=4, **TEST_SIZE)
 

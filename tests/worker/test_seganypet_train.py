@@ -10,24 +10,17 @@ import pytest
 import torch
 from scipy import ndimage
 
-from backend.imaging.nifti_io import write_nifti
-from backend.imaging.phantom import make_phantom
+from backend.imaging.nifti_io import read_nifti, write_nifti
 from worker.engines.classical import ClassicalPETEngine
 from worker.engines.seganypet_engine import SegAnyPETEngine
+from worker.phantoms import make_phantom
 from worker.seganypet.checkpoint import load_checkpoint
 from worker.seganypet.model import Sam3DConfig
-from worker.seganypet.train import (
-    FINAL_EVAL_SEEDS,
-    KIND_TOKENS,
-    DatasetError,
-    TrainOptions,
-    click_dice,
-    dataset_pool,
-    evaluation_cases,
-    phantom_spec,
-    train,
-    upsample_roi,
-)
+from worker.seganypet.train import train
+from worker.seganypet.train_clicks import upsample_roi
+from worker.seganypet.train_data import DatasetError, dataset_pool, phantom_spec, read_volume
+from worker.seganypet.train_eval import click_dice, evaluation_cases
+from worker.seganypet.train_options import FINAL_EVAL_SEEDS, KIND_TOKENS, TrainOptions
 
 TINY = Sam3DConfig(
     encoder_embed_dim=48,
@@ -173,3 +166,26 @@ def test_a_folder_that_is_not_an_export_is_refused_with_a_reason(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"labels": []}))
     with pytest.raises(DatasetError, match="nnU-Net"):
         dataset_pool(tmp_path, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("array_of", "kind"),
+    [
+        (lambda p: p.suv, "image"),
+        (lambda p: p.labels, "label"),
+        (lambda p: p.lesion_labels.astype(np.uint16) * 300, "label"),  # uint16 labels
+        (lambda p: p.labels.astype(np.float32), "label"),  # labels stored as floats
+    ],
+)
+def test_training_reads_a_nifti_volume_as_the_backend_does(tmp_path, array_of, kind):
+    # worker/ may not import backend.imaging.nifti_io, so training reads NIfTI itself: same arrays.
+    phantom = make_phantom(seed=3, shape=(30, 20, 24), spacing=(4.0, 3.0, 5.0), orientation="oblique",
+                           feet_first=True)
+    array = array_of(phantom)
+    path = write_nifti(tmp_path / "volume.nii.gz", array, phantom.pet_affine,
+                       kind="image" if array.dtype == np.float32 and kind == "label" else kind)
+    expected = read_nifti(path, kind=kind)
+    found = read_volume(path, label=kind == "label")
+    assert found.array.dtype == expected.array.dtype
+    np.testing.assert_array_equal(found.array, expected.array)
+    assert found.spacing == expected.spacing == pytest.approx((4.0, 3.0, 5.0))

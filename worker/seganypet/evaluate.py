@@ -3,9 +3,9 @@
     python -m worker.seganypet.evaluate --checkpoint worker/seganypet/weights/demo.pt [--threads 2]
 
 Cases: the organs of ``worker.evaluation.DEFAULT_ORGANS`` and every lesion ≥ 10 mm of the held-out
-phantoms (seeds never used in training, see ``worker.seganypet.train.FINAL_EVAL_SEEDS``), clicked with
-the deterministic protocol of ``worker.evaluation`` (first click at the object's centre, then the
-centre of the largest error region). SegAnyPET is run with the object's kind (``kind="lesion"`` or
+phantoms (seeds never used in training, see ``worker.seganypet.train_options.FINAL_EVAL_SEEDS``),
+clicked with the deterministic protocol of ``worker.evaluation`` (first click at the object's centre,
+then the centre of the largest error region). SegAnyPET is run with the object's kind (``kind="lesion"`` or
 ``"organ"``) and, for comparison, without it.
 """
 
@@ -23,7 +23,8 @@ import torch
 
 from worker.engines.classical import ClassicalPETEngine
 from worker.engines.seganypet_engine import SegAnyPETEngine
-from worker.seganypet.train import FINAL_EVAL_SEEDS, click_dice, evaluation_cases
+from worker.seganypet.train_eval import click_dice, evaluation_cases
+from worker.seganypet.train_options import FINAL_EVAL_SEEDS
 
 
 def evaluate_checkpoint(

@@ -9,8 +9,8 @@ from django.db import transaction
 
 from backend.imaging.ingest import ingest_dicom
 from backend.imaging.models import Scan, ScanStatus
-from backend.imaging.phantom import make_phantom, write_dicom_series
 from backend.projects.models import Label, LabelKind, Membership, Project
+from worker.phantoms import make_phantom, write_dicom_series
 
 DEMO_PROJECT = "Demo whole-body FDG PET"
 # username -> (password, roles, is_staff)
