@@ -70,8 +70,10 @@ eval: install
 	$(PY) -m worker.seganypet.evaluate --checkpoint worker/seganypet/weights/demo.pt \
 		--json bench/results/engines_heldout.json --markdown bench/results/engines_heldout.md
 
+# ruff, then the layer contracts in pyproject.toml's [tool.importlinter] (docs/architecture.md).
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) data frontend/node_modules frontend/dist

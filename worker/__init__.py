@@ -1,5 +1,7 @@
-"""Segmentation engines and Celery tasks.
+"""Pure compute: segmentation engines, the SegAnyPET network and its training, click-simulation
+evaluation and the synthetic phantom generator.
 
-Everything under ``worker.engines`` is plain NumPy/PyTorch and must not import Django,
-so it can be tested and benchmarked on its own.
+Nothing here imports Django, Celery or ``backend`` (import-linter contracts in ``make lint``, and
+tests/worker/test_worker_is_pure.py), so it can be tested, trained and benchmarked on its own. The
+Celery tasks that call it live in the Django app that owns the work (``backend/<app>/tasks.py``).
 """

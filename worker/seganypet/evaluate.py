@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +30,7 @@ def evaluate_checkpoint(
     checkpoint: Path, seeds: Sequence[int] = FINAL_EVAL_SEEDS, without_kind: bool = True
 ) -> dict[str, Any]:
     cases = evaluation_cases(seeds)
-    engine = SegAnyPETEngine.from_checkpoint(checkpoint, device="cpu")
+    engine = SegAnyPETEngine.from_checkpoint(checkpoint, device="cpu", torch_threads=torch.get_num_threads())
     results: dict[str, Any] = {"seeds": list(seeds), "checkpoint": str(checkpoint)}
     started = time.perf_counter()
     results["seganypet_with_kind"] = click_dice(engine, cases, use_kind=True)
@@ -73,7 +72,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table here, with its context")
     parser.add_argument("--no-without-kind", action="store_true", help="skip the run without the kind")
     args = parser.parse_args(argv)
-    os.environ["SEGANYPET_TORCH_THREADS"] = str(args.threads)
     torch.set_num_threads(args.threads)
     results = evaluate_checkpoint(args.checkpoint, args.seeds, without_kind=not args.no_without_kind)
     print(format_table(results))

@@ -49,7 +49,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import platform
 import sys
 import time
@@ -131,8 +130,6 @@ def train(options: TrainOptions) -> TrainReport:
     started = time.perf_counter()
     budget_s = options.minutes * 60.0
     torch.set_num_threads(options.threads)
-    # The engine sets its own thread count from this variable (used by the periodic evaluation).
-    os.environ["SEGANYPET_TORCH_THREADS"] = str(options.threads)
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
     log = Logger(options.log_file)

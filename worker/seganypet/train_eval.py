@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from worker.engines.seganypet_engine import KindBoundEngine, SegAnyPETEngine, make_classical_prior
 from worker.evaluation import DEFAULT_ORGANS, Case, cases_from_phantom, simulate_clicks
@@ -82,4 +83,5 @@ def engine_for(model: Sam3D, threshold_prior: bool) -> SegAnyPETEngine:
         kind_tokens=dict(KIND_TOKENS),
         first_click_prior=make_classical_prior() if threshold_prior else None,
         variant="demo",
+        torch_threads=torch.get_num_threads(),  # the training's own setting, not the machine's CPU count
     )
