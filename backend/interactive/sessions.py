@@ -25,6 +25,7 @@ from backend.imaging.models import Scan
 from backend.projects.models import Label
 from worker.engines.base import KINDS, Box, Point, PromptError, Prompts
 from worker.engines.cache import LRUByteCache
+from worker.engines.orientation import Canonical
 
 from . import protocol
 from .models import InteractiveSession, PromptLog
@@ -134,6 +135,11 @@ class PetInfo:
     sha256: str
     spacing: tuple[float, float, float]
     shape: tuple[int, int, int]
+    affine: tuple[tuple[float, ...], ...]  # stored index -> LPS mm
+
+    @property
+    def canonical(self) -> Canonical:
+        return Canonical.from_lps_affine(np.asarray(self.affine), self.shape)
 
 
 @lru_cache(maxsize=64)
@@ -143,7 +149,20 @@ def pet_info(scan_id: int) -> PetInfo:
     pet = Scan.objects.prefetch_related("series").get(pk=scan_id).pet
     if pet is None:
         raise SessionError("not_found", "This scan has no PET series.")
-    return PetInfo(pet.volume_file, pet.sha256, tuple(pet.spacing), tuple(pet.shape))
+    return PetInfo(pet.volume_file, pet.sha256, tuple(pet.spacing), tuple(pet.shape),
+                   tuple(tuple(float(v) for v in row) for row in pet.affine))
+
+
+def run_engine(engine, volume: np.ndarray, pet: PetInfo, prompts: Prompts, previous: np.ndarray | None,
+               session_key: str, kind: str | None) -> tuple[np.ndarray, float]:
+    """One engine call across the boundary's array convention: the engine sees the RAS-canonical volume,
+    spacing and prompts (what the reference pipeline feeds the network); the mask comes back in stored
+    order. Views only: nothing is copied or resampled here."""
+    canonical = pet.canonical
+    result = engine.segment(canonical.to_ras(volume), canonical.spacing(pet.spacing), canonical.prompts_to_ras(prompts),
+                            previous_mask=canonical.to_ras(previous) if previous is not None else None,
+                            session_key=session_key, kind=kind)
+    return canonical.from_ras(result.mask), float(result.score)
 
 
 def _log(session: InteractiveSession, seq: int, action: str, **fields) -> None:
@@ -237,12 +256,12 @@ def compute(session_id: str, seq: int, queued_at: float | None = None, worker: s
     engine = get_engine(session.engine)
     previous = _mask_of(session, count - 1, pet.shape)
     engine_started = time.perf_counter()
-    result = engine.segment(np.asarray(volume.array), pet.spacing, prompts, previous_mask=previous,
-                            session_key=str(session.pk), kind=object_kind(session.label))
+    mask, score = run_engine(engine, np.asarray(volume.array), pet, prompts, previous, str(session.pk),
+                             object_kind(session.label))
     engine_ms = (time.perf_counter() - engine_started) * 1000
     timings = {"queue": round(queue_ms, 1), "setup": round((engine_started - started) * 1000, 1),
                "engine": round(engine_ms, 1)}
-    frame = _frame(session, result.mask, seq, score=round(float(result.score), 4), timings=timings)
+    frame = _frame(session, mask, seq, score=round(score, 4), timings=timings)
     header, _ = protocol.split_frame(frame)
     relative = f"{storage.scan_dir_relative(session.scan_id)}/sessions/{session.pk}/{count}-{seq}.mask"
     sha256 = storage.write_atomically(relative, frame, durable=False)
@@ -258,7 +277,7 @@ def compute(session_id: str, seq: int, queued_at: float | None = None, worker: s
         _log(session, seq, "mask", payload={"worker": worker}, engine=session.engine, model_version=model_version,
              result_sha256=header["checksum"] or "", voxels=header["voxels"], timings=timings)
     with _recent_masks_lock:
-        _recent_masks.put(sha256, result.mask, result.mask.nbytes)
+        _recent_masks.put(sha256, mask, mask.nbytes)
     return Outcome(frame=frame)
 
 
@@ -296,7 +315,7 @@ def replay(session_id: str) -> list[dict]:
     from worker.engines import get_engine
 
     session = InteractiveSession.objects.select_related("scan", "label").get(pk=uuid.UUID(session_id))
-    pet = session.scan.pet
+    pet = pet_info(session.scan_id)
     volume = np.asarray(storage.read_volume(pet.volume_file, pet.sha256).array)
     engine = get_engine(session.engine)
     prompts: list[dict] = []
@@ -312,11 +331,10 @@ def replay(session_id: str) -> list[dict]:
         elif entry.action == "reset":
             prompts, active, masks = [], 0, {0: masks[0]}
         elif entry.action == "mask":
-            result = engine.segment(volume, tuple(pet.spacing), _prompts_of(prompts[:active]),
-                                    previous_mask=masks.get(active - 1), session_key=f"replay-{session.pk}",
-                                    kind=object_kind(session.label))
-            masks[active] = result.mask
-            checksum = protocol.mask_checksum(result.mask) or ""
+            mask, _ = run_engine(engine, volume, pet, _prompts_of(prompts[:active]), masks.get(active - 1),
+                                 f"replay-{session.pk}", object_kind(session.label))
+            masks[active] = mask
+            checksum = protocol.mask_checksum(mask) or ""
             rows.append({"seq": entry.seq, "action": "mask", "logged": entry.result_sha256, "replayed": checksum,
                          "match": checksum == entry.result_sha256})
         elif entry.action == "accept":

@@ -45,7 +45,11 @@ Origin = tuple[int, int, int]
 
 @dataclass(frozen=True)
 class IsotropicGrid:
-    """The virtual resampling of a volume to ``target_spacing`` mm voxels."""
+    """The virtual resampling of a volume to ``target_spacing`` mm voxels, on torchio's grid.
+
+    As torchio's ``Resample`` builds it: ``floor(n · spacing / target)`` voxels per axis (singleton axes
+    stay 1), centred on the original grid's centre, so the two grids share their centre point.
+    """
 
     shape: tuple[int, int, int]
     spacing: tuple[float, float, float]
@@ -58,15 +62,23 @@ class IsotropicGrid:
 
     @property
     def resampled_shape(self) -> tuple[int, int, int]:
-        extent = (np.asarray(self.shape) - 1) * self.scale
-        n0, n1, n2 = (int(n) for n in np.floor(extent + 1e-6) + 1)
+        shape = np.asarray(self.shape)
+        sizes = np.where(shape == 1, 1, np.floor(shape * self.scale + 1e-9))
+        n0, n1, n2 = (int(n) for n in sizes)
         return n0, n1, n2
 
+    @property
+    def offset(self) -> np.ndarray:
+        """Original index of resampled voxel 0, per axis (the shared centre, walked back)."""
+        centre_old = (np.asarray(self.shape, dtype=np.float64) - 1) / 2
+        centre_new = (np.asarray(self.resampled_shape, dtype=np.float64) - 1) / 2
+        return centre_old - centre_new / self.scale
+
     def to_resampled(self, index: Sequence[float]) -> np.ndarray:
-        return np.asarray(index, dtype=np.float64) * self.scale
+        return (np.asarray(index, dtype=np.float64) - self.offset) * self.scale
 
     def original_positions(self, axis: int, resampled: np.ndarray) -> np.ndarray:
-        return resampled / self.scale[axis]
+        return self.offset[axis] + resampled / self.scale[axis]
 
 
 def crop_positions(
@@ -92,19 +104,22 @@ def _cut_block(array: np.ndarray, positions: Sequence[np.ndarray]) -> tuple[np.n
     # Interpolating only the block the positions touch keeps a whole-body volume cheap.
     slices, local = [], []
     for n, pos in zip(array.shape, positions, strict=True):
-        inside = pos[(pos >= 0) & (pos <= n - 1)]
+        within = (pos >= -0.5) & (pos <= n - 0.5)
+        inside = np.clip(pos[within], 0, n - 1)
         lo, hi = (
             (0, 1) if inside.size == 0 else (int(np.floor(inside.min())), int(np.floor(inside.max())) + 2)
         )
         hi = min(hi, n)
         slices.append(slice(lo, hi))
-        local.append(np.where((pos >= 0) & (pos <= n - 1), pos - lo, -1.0))
+        local.append(np.where(within, np.clip(pos, 0, n - 1) - lo, -10.0))
     return array[tuple(slices)], local
 
 
 def _interpolate_axis(array: np.ndarray, positions: np.ndarray, axis: int) -> np.ndarray:
     n = array.shape[axis]
-    valid = (positions >= 0) & (positions <= n - 1)
+    # ITK's linear interpolator (torchio resamples with it) takes the edge value up to half a voxel
+    # beyond the first and last centres, and the default value 0 further out.
+    valid = (positions >= -0.5) & (positions <= n - 0.5)
     clipped = np.clip(positions, 0, n - 1)
     lower = np.minimum(np.floor(clipped).astype(np.intp), max(n - 2, 0))
     upper = np.minimum(lower + 1, n - 1)
@@ -207,7 +222,7 @@ class SessionState:
         return sum(t.numel() * t.element_size() for t in self.logits.values()) + self.mask.nbytes + 256
 
     def holds(self, previous_mask: np.ndarray) -> bool:
-        if previous_mask is self.mask:
+        if previous_mask is self.mask or _same_view(previous_mask, self.mask):
             return True
         return previous_mask.shape == self.mask.shape and bool(np.array_equal(previous_mask, self.mask))
 
@@ -262,3 +277,10 @@ class PriorLogits:
         return mask_to_prior_logits(self.previous_mask, self.grid, origin, self.size, self.stride).to(
             self.device
         )
+
+
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same elements in the same memory: e.g. our own result after a round trip through transposed
+    views (the app's stored order and back), recognised without comparing millions of voxels."""
+    return (a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])

@@ -524,16 +524,16 @@ class SegAnyPETEngine:
         """Original voxels inside the crop and their (fractional) crop coordinates."""
         region, positions = [], []
         for axis in range(3):
-            scale = grid.scale[axis]
-            first = max(0, int(np.ceil(origin[axis] / scale - 1e-6)))
-            last = min(
-                grid.shape[axis] - 1, int(np.floor((origin[axis] + self.crop_size - 1) / scale + 1e-6))
-            )
+            ends = np.asarray([origin[axis], origin[axis] + self.crop_size - 1], dtype=np.float64)
+            start, end = grid.original_positions(axis, ends)
+            first = max(0, int(np.ceil(start - 1e-6)))
+            last = min(grid.shape[axis] - 1, int(np.floor(end + 1e-6)))
             if first > last:
                 return None
             indices = np.arange(first, last + 1, dtype=np.float64)
             region.append(slice(first, last + 1))
-            positions.append(np.clip(indices * scale - origin[axis], 0, self.crop_size - 1))
+            resampled = (indices - grid.offset[axis]) * grid.scale[axis]
+            positions.append(np.clip(resampled - origin[axis], 0, self.crop_size - 1))
         return tuple(region), positions
 
     def _session_prior(
