@@ -125,8 +125,10 @@ def _cache() -> LRUCache:
 
 
 def clear_volume_cache() -> None:
+    """Forget every decoded volume and verification (the size limit is read again from the settings)."""
+    global _volume_cache
     with _cache_lock:
-        _cache().clear()
+        _volume_cache = None
         _verified.clear()
 
 

@@ -225,6 +225,13 @@ def _bqml_result(slices: Sequence[SuvHeader], overrides: SuvOverrides,
                          missing=tuple(dict.fromkeys(collect.missing)), warnings=tuple(collect.warnings),
                          parameters=SuvParameters(units=raw_units, decay_correction=decay_correction,
                                                   sources=collect.sources))
+    if not all(math.isfinite(remaining) and remaining > 0 for remaining in decay.decayed_doses):
+        return SuvResult(status="needs_parameters", units=raw_units, raw_units=raw_units,
+                         reason=f"SUV needs: a decayed dose that is a positive number of Bq, not "
+                                f"{min(decay.decayed_doses):g} (uptake {decay.uptake_s or 0:g} s, half-life "
+                                f"{decay.half_life_s or 0:g} s); check {TAG_NAMES['half_life']} and the times",
+                         rule=" ; ".join(collect.rule_parts), missing=(TAG_NAMES["half_life"], TAG_NAMES["injection"]),
+                         warnings=tuple(collect.warnings))
     bw_factors = [weight * 1000.0 / remaining for remaining in decay.decayed_doses]
     if activity_scales is not None:
         bw_factors = [factor * scale for factor, scale in zip(bw_factors, activity_scales, strict=True)]

@@ -28,6 +28,9 @@ MAX_PLAUSIBLE_DOSE_BQ = 1.0e11
 # A header dose below this cannot be Bq (1e4 Bq is 0.01 MBq) but is a typical dose written in MBq (37-1000):
 # it is converted, with a warning naming MBq. Values between this and MIN_PLAUSIBLE_DOSE_BQ are refused.
 MBQ_DOSE_BELOW = 1.0e4
+# Every PET nuclide lies well inside this (Rb-82 75 s ... Zr-89 3.3 days); outside, decay maths under/overflows.
+MIN_PLAUSIBLE_HALF_LIFE_S = 10.0
+MAX_PLAUSIBLE_HALF_LIFE_S = 1.0e8
 # Uptake times above this are reported as warnings (still computed: Zr-89 imaging is days after injection).
 LONG_UPTAKE_WARNING_S = 24 * 3600.0
 
@@ -140,7 +143,7 @@ def resolve_dose(headers: Sequence[SuvHeader], overrides: SuvOverrides, collect:
 
 def resolve_half_life(headers: Sequence[SuvHeader], overrides: SuvOverrides, collect: Collector) -> float | None:
     half_life = choose(overrides.half_life_s, first_value(headers, "radionuclide_half_life"), "half_life", collect)
-    if half_life is not None and half_life > 0:
+    if half_life is not None and MIN_PLAUSIBLE_HALF_LIFE_S <= half_life <= MAX_PLAUSIBLE_HALF_LIFE_S:
         return float(half_life)
     nuclide = identify_radionuclide(first_value(headers, "radionuclide"), first_value(headers, "radiopharmaceutical"))
     if nuclide is not None:
@@ -149,7 +152,9 @@ def resolve_half_life(headers: Sequence[SuvHeader], overrides: SuvOverrides, col
             f"{TAG_NAMES['half_life']} is missing; used the physical half-life of {nuclide} "
             f"({KNOWN_HALF_LIVES_S[nuclide]:g} s) named in the radiopharmaceutical information")
         return KNOWN_HALF_LIVES_S[nuclide]
-    collect.lack("half_life", None if half_life is None else f"= {half_life:g} is not a positive time in s")
+    collect.lack("half_life", None if half_life is None else
+                 f"= {half_life:g} is not a plausible half-life in s (expected {MIN_PLAUSIBLE_HALF_LIFE_S:g}–"
+                 f"{MAX_PLAUSIBLE_HALF_LIFE_S:g} s)")
     return None
 
 
