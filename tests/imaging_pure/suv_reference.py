@@ -268,6 +268,8 @@ CASES: list[Case] = [
          write_height=False, warning="not SUVbw"),
     Case("gml-ibw-female", "GML, SUVType IBW, female", "SUVbw = v × W / IBW_Devine", "Devine 1974",
          units="GML", gml_type="IBW", values_are="SUVibw", patient=Patient(62.0, 1.65, "F"), also_check=("SUVibw",)),
+    Case("gml-bsa", "GML, SUVType BSA", "SUVbw = v × W[g] / BSA_DuBois[cm²]", "DICOM PS3.3 (SUV Type); DuBois 1916",
+         units="GML", gml_type="BSA", values_are="SUVbsa", also_check=("SUVbsa",)),
     Case("cm2ml-bsa", "CM2ML (SUVbsa)", "SUVbw = v × W[g] / BSA_DuBois[cm²]", "PET_NOTES; DuBois 1916",
          units="CM2ML", values_are="SUVbsa", also_check=("SUVbsa",)),
     Case("bqml-female-types", "BQML, START, female: every SUV type", BW + "; type X = SUVbw × N_X / W",
