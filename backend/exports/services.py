@@ -35,8 +35,10 @@ from backend.annotations.models import Annotation, AnnotationState, AnnotationVe
 from backend.annotations.services import open_annotation, read_mask, save_version
 from backend.imaging import storage
 from backend.imaging.ingest import ct_on_pet_file
+from backend.imaging.integrity import ScanDamaged, check_usable
 from backend.imaging.models import Scan, Series
 from backend.imaging.nifti_io import nifti_bytes
+from backend.imaging.suv import SUV_TYPES
 from backend.interactive.events import broadcast_to_scan
 from backend.projects.models import Label, LabelKind, Project
 from backend.quantification.services import ensure_for_version
@@ -321,6 +323,10 @@ def build_export(project: Project, settings: dict, sources: list[Source], root: 
         if pet is None:
             notes.append(f"scan {scan.pk}: no PET series; annotation {source.annotation.pk} skipped.")
             continue
+        try:
+            check_usable(scan)  # nothing leaves from a volume that fails its checksum
+        except ScanDamaged as error:
+            raise ExportError(str(error)) from None
         prepared = _prepare(source, labels, chosen)
         affine = np.asarray(pet.affine, dtype=np.float64)
         origin = [version.pk]
@@ -358,13 +364,19 @@ def build_export(project: Project, settings: dict, sources: list[Source], root: 
             step(scan.pk, f"exported annotation {source.annotation.pk} of scan {scan.pk}")
     if nnunet_cases:
         channels = {"0": settings["nnunet"]["pet_channel"]} | ({"1": "CT"} if with_ct else {})
+        pet_units = sorted({_unit_note(s.scan.pet) for s in nnunet_cases.values() if s.scan.pet is not None})
+        if len(pet_units) > 1:
+            notes.append(f"nnunet: the cases' PET channel holds different units ({'; '.join(pet_units)}); a model "
+                         "trained on them mixes quantities.")
         ordered = sorted(labels.values(), key=lambda lb: lb.value)
         dataset = {"channel_names": channels,
                    "labels": {"background": 0} | {lb.name: nnunet_values[lb.value] for lb in ordered},
                    "numTraining": len(nnunet_cases), "file_ending": ".nii.gz",
                    "name": settings["nnunet"]["dataset_name"],
-                   "description": "Exported by SegAnyPET Studio: PET in SUV (channel 0), CT resampled onto the "
-                                  "PET grid (channel 1, when every case has one); reviewed annotations.",
+                   "description": f"Exported by SegAnyPET Studio: PET in {' / '.join(pet_units)} (channel 0), CT "
+                                  "in HU resampled onto the PET grid (channel 1, when every case has one); "
+                                  "reviewed annotations.",
+                   "channel_units": {"0": " / ".join(pet_units)} | ({"1": "HU"} if with_ct else {}),
                    "label_values_in_project": {lb.name: lb.value for lb in ordered}}
         writer.write(f"{nnunet_root}/dataset.json", _json(dataset), sorted(s.version.pk for s in nnunet_cases.values()),
                      "nnunet")
@@ -396,7 +408,8 @@ def build_export(project: Project, settings: dict, sources: list[Source], root: 
                     for s in sources],
         "conventions": {
             "grid": "every image and label map is on the scan's PET grid (NIfTI, RAS affine in the header)",
-            "pet": "PET voxels in the units named per source (SUVbw = body-weight SUV, g/ml)",
+            "pet": "PET voxels in the units named per source (pet_units: the SUV type, e.g. SUVbw = body-weight "
+                   "SUV in g/ml, SUL = Janmahasatian lean-body-mass SUV, SUVbsa in cm2/ml; else raw units)",
             "ct": "CT in HU resampled trilinearly onto the PET grid, -1024 outside its field of view",
             "nnunet_pet_channel": f"'{settings['nnunet']['pet_channel']}': "
                                   f"{PET_CHANNELS[settings['nnunet']['pet_channel']]}; never 'CT'",
@@ -460,10 +473,12 @@ def _write_seg(writer: _Writer, source: Source, pet: Series, prepared: _Prepared
                  [source.version.pk], "dicom_seg")
 
 
+# suv_* and tlg are in `units` (the SUV type of the PET voxels, in `suv_units`); sul_* are the same in SUL
+# (Janmahasatian lean body mass, what PERCIST reports), empty where the header does not allow SUL.
 OBJECT_COLUMNS = ["scan", "scan_name", "annotation", "version", "version_number", "object", "label", "label_value",
-                  "kind", "units", "voxels", "volume_ml", "suv_max", "suv_mean", "suv_peak", "mtv_ml", "tlg",
-                  "hu_mean", "suv_max_index", "suv_peak_index"]
-SCAN_COLUMNS = ["scan", "scan_name", "annotation", "version", "version_number", "units", "lesion_count",
+                  "kind", "units", "suv_units", "voxels", "volume_ml", "suv_max", "suv_mean", "suv_peak", "mtv_ml",
+                  "tlg", "sul_max", "sul_mean", "sul_peak", "sul_tlg", "hu_mean", "suv_max_index", "suv_peak_index"]
+SCAN_COLUMNS = ["scan", "scan_name", "annotation", "version", "version_number", "units", "suv_units", "lesion_count",
                 "total_mtv_ml", "total_tlg", "objects"]
 
 
@@ -475,19 +490,31 @@ def _statistics_rows(source: Source, pet: Series, prepared: _Prepared, labels: d
                           f"{stats.message}")
     kept = {s["id"] for s in prepared.segments}
     base = {"scan": source.scan.pk, "scan_name": source.scan.name, "annotation": source.annotation.pk,
-            "version": source.version.pk, "version_number": source.version.number, "units": stats.units}
+            "version": source.version.pk, "version_number": source.version.number, "units": stats.units,
+            "suv_units": SUV_TYPES.get(stats.units, {}).get("units", stats.units)}
     rows = []
     for item in stats.object_stats:
         if item["id"] not in kept:
             continue
         rows.append(base | {"object": item["id"], "label": item["label_name"], "label_value": item["label_value"],
                             "kind": item["kind"]} | {k: item[k] for k in OBJECT_COLUMNS if k in item and k not in base
-                                                    and k not in ("label",)})
+                                                    and k not in ("label",)}
+                    | {f"sul_{k.removeprefix('suv_')}": v for k, v in _in_sul(item, stats.units).items()})
     object_rows.extend(rows)
     lesions = [r for r in rows if r["kind"] == LabelKind.LESION]
     scan_rows.append(base | {"lesion_count": len(lesions),
                              "total_mtv_ml": round(sum(r["mtv_ml"] for r in lesions), 6),
                              "total_tlg": round(sum(r["tlg"] for r in lesions), 6), "objects": len(rows)})
+
+
+def _in_sul(item: dict, units: str) -> dict:
+    if units == "SUL":
+        return {k: item[k] for k in ("suv_max", "suv_mean", "suv_peak", "tlg")}
+    return (item.get("by_type") or {}).get("SUL", {})
+
+
+def _unit_note(pet: Series) -> str:
+    return f"{pet.units} ({SUV_TYPES[pet.units]['units']})" if pet.units in SUV_TYPES else pet.units or "unknown units"
 
 
 def _csv(rows: list[dict], columns: list[str]) -> bytes:

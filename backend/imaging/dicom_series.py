@@ -373,12 +373,29 @@ def _check_same(files: Sequence[DicomFile], values: Sequence[Any], what: str) ->
     raise SeriesError(f"Slices have different {what}: {described} (e.g. {', '.join(odd)})")
 
 
+# A series must come from one patient, one study and one frame of reference; a shared SeriesInstanceUID
+# (a copy-paste error of an anonymiser, or files of two patients merged) must not merge them into one volume.
+IDENTITY_ATTRIBUTES = (("PatientID", "patients"), ("StudyInstanceUID", "studies"),
+                       ("FrameOfReferenceUID", "frames of reference"))
+
+
 def _check_series_identity(files: Sequence[DicomFile]) -> None:
     uids = Counter(str(f.dataset.get("SeriesInstanceUID", "")) for f in files)
     if len(uids) > 1:
         groups = group_by_series(files)
         raise SeriesError(_several_series_message(groups))
     _check_same(files, [str(f.dataset.get("Modality", "")) for f in files], "modalities (Modality)")
+    for keyword, plural in IDENTITY_ATTRIBUTES:
+        values = [str(f.dataset.get(keyword, "") or "").strip() for f in files]
+        counts = Counter(values)
+        if len(counts) <= 1:
+            continue
+        common, _ = counts.most_common(1)[0]
+        odd = next(_short_name(f.name) for f, value in zip(files, values, strict=True) if value != common)
+        described = ", ".join(f"'{value or '(absent)'}' in {count} file(s)" for value, count in counts.most_common())
+        raise SeriesError(
+            f"Series {next(iter(uids))} mixes {len(counts)} {plural} ({keyword}): {described} (e.g. {odd}). "
+            "A series must come from one patient, one study and one frame of reference; upload each separately")
 
 
 def _unit_cosines(orientation: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:

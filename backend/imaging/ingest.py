@@ -30,12 +30,18 @@ from .dicom_series import (
 from .models import Modality, Scan, ScanStatus, Series
 from .nifti_io import NiftiError, read_nifti
 from .resample import resample_to_grid
-from .suv import SuvHeader, SuvOverrides, SuvResult, compute_suv_factors, compute_suv_from_parameters
+from .suv import (
+    SUV_TYPES,
+    SuvHeader,
+    SuvOverrides,
+    SuvResult,
+    compute_suv_factors,
+    compute_suv_from_parameters,
+)
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float, str], None]
-SUV_UNITS = "SUVbw"
 PET_FILE, CT_FILE, PREVIEW_FILE = "pet.nii.gz", "ct.nii.gz", "pet_mip.png"
 SUV_HEADERS_FILE, IMPORTED_LABELS_FILE = "pet_suv_headers.json", "imported_labels.nii.gz"
 
@@ -113,6 +119,7 @@ def _ingest_dicom(scan: Scan, paths: Sequence[Path], progress: ProgressCallback 
 def store_dicom_study(scan: Scan, plan: StudyPlan, progress: ProgressCallback | None = None) -> None:
     _report(scan, progress, 0.2, "checking and loading the PET series")
     pet = _load(plan.pet, "PET")
+    check_finite(pet.array, "PET", pet.file_names)
     suv = compute_suv_factors(pet.slice_headers)
     ct = None
     if plan.ct is not None:
@@ -186,13 +193,17 @@ def _ingest_nifti(scan: Scan, pet_path: Path, pet_units: str, ct_path: Path | No
                   progress: ProgressCallback | None) -> None:
     _report(scan, progress, 0.1, "reading the PET image")
     pet = _read_nifti(pet_path, "PET", "image")
+    check_finite(pet.array, "PET")
     ct = _read_nifti(ct_path, "CT", "image") if ct_path else None
     labels = _read_nifti(labels_path, "label map", "label") if labels_path else None
     if labels is not None and (labels.shape != pet.shape or not np.allclose(labels.affine, pet.affine, atol=1e-3)):
         raise IngestError(f"The label map's grid {labels.shape} does not match the PET grid {pet.shape}.")
     if pet_units == "SUV":
+        no_metrics = "a NIfTI upload carries no patient weight, height or sex to convert SUVbw into this type"
         suv = SuvResult(status="ok", reason="supplied in SUV (NIfTI)", units="g/ml", raw_units="SUV",
-                        rule="values taken as body-weight SUV, as declared at upload")
+                        rule="values taken as body-weight SUV, as declared at upload", suv_type="SUVbw",
+                        conversions={"SUVbw": 1.0},
+                        unavailable={name: no_metrics for name in SUV_TYPES if name != "SUVbw"})
     elif pet_units == "BQML":
         suv = SuvResult(status="needs_parameters", reason="NIfTI in Bq/ml: weight, dose and times are needed",
                         units="BQML", raw_units="BQML", rule="no SUV yet",
@@ -266,12 +277,35 @@ def _compact(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
+def check_finite(array: np.ndarray, what: str, file_names: Sequence[str] | None = None) -> None:
+    """Refuse NaN and ±inf voxels: every statistic over them would be NaN (and cannot be stored)."""
+    bad = ~np.isfinite(array)
+    count = int(np.count_nonzero(bad))
+    if not count:
+        return
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    kinds = ", ".join(f"{n} {name}" for n, name in ((int(np.isnan(array).sum()), "NaN"),
+                                                    (int(np.isposinf(array).sum()), "+inf"),
+                                                    (int(np.isneginf(array).sum()), "-inf")) if n)
+    where = f" in file {Path(file_names[first[0]]).name}" if file_names else ""
+    raise IngestError(f"The {what} volume holds {count} non-finite voxel(s) ({kinds}); the first is at "
+                      f"[slice, row, col] = {list(first)}{where}. Statistics cannot be computed over them: fix or "
+                      "remove those values and upload again.")
+
+
+def _suv_fields(suv: SuvResult) -> dict:
+    if not suv.ok:
+        return {"units": suv.raw_units or "unknown", "suv_type": "", "suv_conversions": {}, "suv_unavailable": {}}
+    return {"units": suv.suv_type or "", "suv_type": suv.suv_type or "", "suv_conversions": dict(suv.conversions),
+            "suv_unavailable": dict(suv.unavailable)}
+
+
 def _store_pet(scan: Scan, values: np.ndarray, affine: np.ndarray, spacing, suv: SuvResult, metadata: dict) -> Series:
     if suv.ok and suv.slice_factors is not None:
         values = suv.apply(values)
-    series = _store_series(scan, Modality.PET, values, affine, spacing,
-                           units=SUV_UNITS if suv.ok else (suv.raw_units or "unknown"),
-                           raw_units=suv.raw_units or "", suv=suv.to_dict(), **metadata)
+    fields = _suv_fields(suv)
+    series = _store_series(scan, Modality.PET, values, affine, spacing, units=fields.pop("units"),
+                           raw_units=suv.raw_units or "", suv=suv.to_dict(), **fields, **metadata)
     storage.write_atomically(_rel(scan, PREVIEW_FILE),
                              storage.coronal_mip_png(values if suv.ok else values / max(values.max(), 1e-6) * 10,
                                                      affine))
@@ -337,7 +371,7 @@ def apply_suv_parameters(series: Series, overrides: SuvOverrides) -> SuvResult:
     scan = series.scan
     volume = storage.read_volume(series.volume_file, series.sha256)
     raw = np.asarray(volume.array, dtype=np.float32)
-    if series.units == SUV_UNITS:
+    if series.suv.get("status") == "ok":
         old = series.suv.get("slice_factors") or []
         if len(old) != raw.shape[0]:
             raise IngestError("This PET volume's SUV was not computed from DICOM headers; it cannot be redone.")
@@ -360,8 +394,11 @@ def apply_suv_parameters(series: Series, overrides: SuvOverrides) -> SuvResult:
     with transaction.atomic():
         series = Series.objects.select_for_update().get(pk=series.pk)
         series.sha256 = storage.write_volume(series.volume_file, result.apply(raw), np.asarray(series.affine))
-        series.units, series.suv = SUV_UNITS, {**result.to_dict(), "overrides": overrides.to_dict()}
-        series.save(update_fields=["sha256", "units", "suv"])
+        fields = _suv_fields(result)
+        series.units, series.suv = fields.pop("units"), {**result.to_dict(), "overrides": overrides.to_dict()}
+        for name, value in fields.items():
+            setattr(series, name, value)
+        series.save(update_fields=["sha256", "units", "suv", *fields])
         scan.status = ScanStatus.READY
         scan.status_message = f"SUV computed from parameters supplied by a manager ({result.rule})."
         scan.save(update_fields=["status", "status_message"])

@@ -12,6 +12,8 @@ class ScanStatus(models.TextChoices):
     READY = "ready", "Ready"
     NEEDS_SUV_PARAMETERS = "needs_suv_parameters", "Needs SUV parameters"
     FAILED = "failed", "Failed"
+    # A stored volume no longer matches the checksum taken at ingest: nothing is segmented or exported from it.
+    DAMAGED = "damaged", "Damaged"
 
 
 class Scan(models.Model):
@@ -74,10 +76,16 @@ class Series(models.Model):
     shape = models.JSONField(default=list)
     spacing = models.JSONField(default=list)
     affine = models.JSONField(default=list)
-    # Units of the stored voxels: "SUVbw" when SUV could be computed, else the raw units (e.g. BQML, HU).
+    # Units of the stored voxels: the SUV type when SUV could be computed ("SUVbw" whenever the header allows,
+    # else what the values are, e.g. "SULjames" for GML/LBM without a height), else the raw units (BQML, HU).
     units = models.CharField(max_length=16, blank=True)
     raw_units = models.CharField(max_length=16, blank=True)
     suv = models.JSONField(default=dict, blank=True, help_text="SUV computation: status, rule, factors.")
+    suv_type = models.CharField(max_length=16, blank=True, help_text="SUV type of the stored voxels; empty if none.")
+    suv_conversions = models.JSONField(
+        default=dict, blank=True, help_text="SUV type -> multiplier from the stored voxels (1.0 for suv_type).")
+    suv_unavailable = models.JSONField(
+        default=dict, blank=True, help_text="SUV type -> why the header does not allow it (e.g. sex 'O').")
     volume_file = models.CharField(max_length=300, blank=True, help_text="Path inside MEDIA_ROOT.")
     preview_file = models.CharField(max_length=300, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)

@@ -1,21 +1,33 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import Scan, Series
+from .suv import describe_types
 
 PET_UNITS_CHOICES = [("SUV", "already body-weight SUV"), ("BQML", "activity concentration, Bq/ml")]
 
 
 class SeriesSerializer(serializers.ModelSerializer):
+    suv_types = serializers.SerializerMethodField(
+        help_text="Every SUV type: label, units, whether stored/available, the multiplier from the stored voxels "
+                  "(display value = voxel × multiplier) or the reason it is unavailable. Empty without SUV.")
+
     class Meta:
         model = Series
         fields = [
             "id", "modality", "series_instance_uid", "frame_of_reference_uid", "description",
             "manufacturer", "acquisition_datetime", "shape", "spacing", "affine", "units",
-            "raw_units", "suv", "sha256",
+            "raw_units", "suv", "suv_type", "suv_conversions", "suv_unavailable", "suv_types", "sha256",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_suv_types(self, series: Series) -> list[dict]:
+        if not series.suv_type:
+            return []
+        return describe_types(series.suv_type, series.suv_conversions, series.suv_unavailable)
 
 
 class ScanSerializer(serializers.ModelSerializer):

@@ -2,25 +2,49 @@
 
 Layout: MEDIA_ROOT/scans/<scan id>/<file>. Files are written under a temporary name and
 renamed into place, so a reader never sees half a volume.
+
+Integrity: the sha256 of every PET and CT volume is taken when it is written (Series.sha256, also the ETag).
+The first time a process loads a volume (read_volume) or serves its file (verify_file), the file's sha256 is
+checked against it; a mismatch raises VolumeDamaged and sends `volume_damaged`, on which the imaging app marks
+the scan "damaged" (integrity.py). Decoded volumes are cached per process, bounded by their bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import tempfile
-from functools import lru_cache
+import threading
 from pathlib import Path
 
 import numpy as np
+from cachetools import LRUCache
 from django.conf import settings
+from django.dispatch import Signal
 from PIL import Image
 
 from .nifti_io import NiftiVolume, nifti_bytes, read_nifti
 
 PREVIEW_HEIGHT_PX = 256
+# Decoded volumes kept per process: a whole-body PET is 100-400 MB as float32, so a count bound (4) could
+# hold 1.6 GB; the bound is on bytes instead (settings.VOLUME_CACHE_BYTES overrides).
+DEFAULT_VOLUME_CACHE_BYTES = 1 << 30
+
+# Sent with `relative` (the damaged file) and `message` when a checksum does not match.
+volume_damaged = Signal()
+
+
+class VolumeDamaged(RuntimeError):
+    """A stored volume's bytes no longer match the sha256 recorded when it was written; the message is for users."""
+
+    def __init__(self, relative: str, expected: str, actual: str) -> None:
+        self.relative, self.expected, self.actual = relative, expected, actual
+        super().__init__(
+            f"The stored volume {relative} is damaged: its sha256 is {actual} but {expected} was recorded when it "
+            "was written. Nothing is segmented or exported from this scan; restore the file or ingest the scan again.")
 
 
 def media_path(relative: str) -> Path:
@@ -68,15 +92,64 @@ def read_json(relative: str) -> object:
     return json.loads(media_path(relative).read_text())
 
 
+def _check(relative: str, expected: str, actual: str) -> None:
+    if actual != expected:
+        error = VolumeDamaged(relative, expected, actual)
+        volume_damaged.send(sender=VolumeDamaged, relative=relative, message=str(error))
+        raise error
+
+
+_verified: set[tuple[str, str, int, int]] = set()
+_cache_lock = threading.Lock()
+_volume_cache: LRUCache | None = None
+
+
+def verify_file(relative: str, sha256: str) -> Path:
+    """The file's path once its sha256 is checked (once per process and file version: size and mtime)."""
+    path = media_path(relative)
+    stat = path.stat()
+    key = (relative, sha256, stat.st_size, stat.st_mtime_ns)
+    if key not in _verified:
+        with path.open("rb") as stream:
+            _check(relative, sha256, hashlib.file_digest(stream, "sha256").hexdigest())
+        _verified.add(key)
+    return path
+
+
+def _cache() -> LRUCache:
+    global _volume_cache
+    if _volume_cache is None:
+        limit = int(getattr(settings, "VOLUME_CACHE_BYTES", DEFAULT_VOLUME_CACHE_BYTES))
+        _volume_cache = LRUCache(maxsize=max(limit, 1), getsizeof=lambda volume: volume.array.nbytes)
+    return _volume_cache
+
+
+def clear_volume_cache() -> None:
+    """Forget every decoded volume and verification (the size limit is read again from the settings)."""
+    global _volume_cache
+    with _cache_lock:
+        _volume_cache = None
+        _verified.clear()
+
+
 def read_volume(relative: str, sha256: str = "") -> NiftiVolume:
-    """Decoded volume, cached per process: the sha256 in the key makes a rewritten file a new entry."""
-    return _read_volume_cached(relative, sha256)
+    """Decoded volume, cached per process; with `sha256` the file is verified when first loaded.
 
-
-@lru_cache(maxsize=4)
-def _read_volume_cached(relative: str, sha256: str) -> NiftiVolume:
-    volume = read_nifti(media_path(relative))
+    The sha256 in the cache key makes a rewritten file a new entry. Volumes larger than the whole cache are
+    returned without being cached.
+    """
+    key = (relative, sha256)
+    with _cache_lock:
+        cached = _cache().get(key)
+    if cached is not None:
+        return cached
+    payload = media_path(relative).read_bytes()
+    if sha256:
+        _check(relative, sha256, hashlib.sha256(payload).hexdigest())
+    volume = read_nifti(payload)
     volume.array.setflags(write=False)  # shared between callers: nobody may change it in place
+    with _cache_lock, contextlib.suppress(ValueError):  # ValueError: larger than the whole cache
+        _cache()[key] = volume
     return volume
 
 

@@ -13,6 +13,7 @@ from backend.projects.api_base import ANY_MEMBER, MANAGERS, ProjectScopedViewSet
 
 from . import storage
 from .ingest import IngestError, apply_suv_parameters, ct_on_pet_file
+from .integrity import ScanDamaged, check_usable
 from .models import Modality, Scan, ScanStatus
 from .serializers import ScanSerializer, ScanUploadSerializer, SuvParametersSerializer
 from .suv import SuvOverrides
@@ -87,10 +88,15 @@ class ScanViewSet(ProjectScopedViewSet, mixins.ListModelMixin, mixins.RetrieveMo
             raise ValidationError(str(error)) from None
         return Response(ScanSerializer(self.get_queryset().get(pk=scan.pk)).data)
 
-    def _volume(self, modality: str) -> FileResponse:
-        series = next((s for s in self.get_object().series.all() if s.modality == modality), None)
+    def _volume(self, modality: str) -> FileResponse | Response:
+        scan = self.get_object()
+        series = next((s for s in scan.series.all() if s.modality == modality), None)
         if series is None or not series.volume_file or not storage.media_path(series.volume_file).exists():
             raise Http404("This scan has no such volume.")
+        try:
+            check_usable(scan)  # the ETag below is the checksum, so the bytes must match it
+        except ScanDamaged as error:
+            return Response({"detail": str(error), "code": "damaged"}, status=status.HTTP_409_CONFLICT)
         response = FileResponse(storage.media_path(series.volume_file).open("rb"), content_type="application/gzip",
                                 filename=f"scan{series.scan_id}_{modality.lower()}.nii.gz")
         response["ETag"] = f'"{series.sha256}"'
@@ -100,7 +106,10 @@ class ScanViewSet(ProjectScopedViewSet, mixins.ListModelMixin, mixins.RetrieveMo
     @extend_schema(responses={(200, "application/gzip"): OpenApiResponse(description="NIfTI volume")})
     @action(detail=True, methods=["get"], url_path="volumes/pet")
     def pet_volume(self, request, *args, **kwargs):
-        """The PET volume as NIfTI (.nii.gz), in SUV when `units` says SUVbw."""
+        """The PET volume as NIfTI (.nii.gz), in the SUV type named by the PET series' `suv_type` (`units`).
+
+        `suv_types` on the series lists every type with its multiplier (display = voxel × multiplier) or the
+        reason it is unavailable; 409 with code "damaged" when the file fails its checksum."""
         return self._volume(Modality.PET)
 
     @extend_schema(responses={(200, "application/gzip"): OpenApiResponse(description="NIfTI volume")})

@@ -16,7 +16,9 @@ class VersionStatistics(models.Model):
     """Per-object PET statistics of one (immutable) annotation version, and the scan totals it gives.
 
     `object_stats`: [{"id", "label", "label_name", "label_value", "kind", "voxels", "volume_ml", "suv_max",
-    "suv_mean", "suv_peak", "mtv_ml", "tlg", "suv_max_index", "suv_peak_index", "hu_mean"}] sorted by id.
+    "suv_mean", "suv_peak", "mtv_ml", "tlg", "suv_max_index", "suv_peak_index", "hu_mean", "units",
+    "by_type": {SUV type: {"suv_max", "suv_mean", "suv_peak", "tlg"}}}] sorted by id. suv_* and tlg are in `units`
+    (the PET's stored SUV type); by_type gives them in every other type the header allows (PERCIST: "SUL").
     """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")

@@ -11,6 +11,8 @@ from backend.annotations.models import AnnotationVersion
 from backend.annotations.services import read_mask
 from backend.imaging import storage
 from backend.imaging.ingest import ct_on_pet_file
+from backend.imaging.integrity import check_usable
+from backend.imaging.suv import describe_types
 from backend.projects.models import Label, LabelKind
 
 from . import metrics
@@ -42,6 +44,7 @@ def _compute(version: AnnotationVersion) -> dict:
     pet, ct = scan.pet, scan.ct
     if pet is None:
         raise ValueError("The scan has no PET series.")
+    check_usable(scan)
     image = np.asarray(storage.read_volume(pet.volume_file, pet.sha256).array)
     objects = read_mask(version)
     ct_values = None
@@ -58,13 +61,27 @@ def _compute(version: AnnotationVersion) -> dict:
         rows.append(metrics.rounded({
             "id": item.id, "label": label.pk if label else None, "label_name": label.name if label else "",
             "label_value": label.value if label else None, "kind": label.kind if label else "",
-            **item.to_dict()}))
+            "units": pet.units, **item.to_dict()}) | {"by_type": _by_type(item, pet.suv_type, pet.suv_conversions)})
     lesion_ids = [i for i, label in label_of.items() if label is not None and label.kind == LabelKind.LESION]
     total = metrics.totals(stats, lesion_ids)
+    if not all(np.isfinite([total["total_mtv_ml"], total["total_tlg"]])):
+        raise ValueError("The PET volume holds non-finite values (NaN or ±inf) inside the objects; statistics "
+                         "cannot be computed. Re-ingest the scan (ingest now refuses such volumes).")
+    method = metrics.METHOD | {
+        "units": f"suv_max, suv_mean, suv_peak and tlg are in {pet.units or 'the raw units'}; by_type gives the "
+                 "same in every other SUV type the header allows (PERCIST reports use by_type.SUL)",
+        "suv_types": describe_types(pet.suv_type, pet.suv_conversions, pet.suv_unavailable) if pet.suv_type else []}
     return {"status": StatisticsStatus.DONE, "message": "", "units": pet.units, "has_ct": ct is not None,
             "voxel_volume_ml": metrics.voxel_volume_ml(affine), "object_stats": rows,
             "lesion_count": total["lesion_count"], "total_mtv_ml": round(total["total_mtv_ml"], 6),
-            "total_tlg": round(total["total_tlg"], 6), "method": metrics.METHOD}
+            "total_tlg": round(total["total_tlg"], 6), "method": method}
+
+
+def _by_type(item: metrics.ObjectStats, stored: str, conversions: dict[str, float]) -> dict[str, dict[str, float]]:
+    """SUVmax/mean/peak and TLG in every other available SUV type: each type is a scalar multiple of the stored."""
+    return {name: metrics.rounded({"suv_max": item.suv_max * m, "suv_mean": item.suv_mean * m,
+                                   "suv_peak": item.suv_peak * m, "tlg": item.tlg * m})
+            for name, m in sorted(conversions.items()) if name != stored}
 
 
 def ensure_for_version(version: AnnotationVersion) -> VersionStatistics:

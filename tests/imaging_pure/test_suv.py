@@ -77,18 +77,24 @@ def test_admin_decay_correction_has_no_decay_term() -> None:
     assert "ADMIN" in result.rule
 
 
-def test_none_decay_correction_decays_to_each_slice_acquisition() -> None:
+def test_none_decay_correction_decays_to_each_frame_start_and_averages_over_the_frame() -> None:
     corrected = ("ATTN", "SCAT")  # no DECY: pixels are not decay corrected
     slices = [
-        replace(REFERENCE, decay_correction="NONE", corrected_image=corrected, acquisition_time=moment)
+        replace(REFERENCE, decay_correction="NONE", corrected_image=corrected, acquisition_time=moment,
+                actual_frame_duration_ms=120_000.0)
         for moment in ("110000", "110200", "110400")
     ]
     result = compute_suv_factors(slices)
     assert result.ok and result.varies_per_slice and result.factor is None
-    expected = [expected_factor(75.0, 370e6, 3600.0 + 120.0 * k) for k in range(3)]
+    decay_constant = math.log(2) / F18_HALF_LIFE
+    in_frame = (1 - math.exp(-decay_constant * 120.0)) / (decay_constant * 120.0)
+    expected = [expected_factor(75.0, 370e6, 3600.0 + 120.0 * k) / in_frame for k in range(3)]
     assert result.slice_factors == pytest.approx(expected, rel=1e-12)
     values = np.ones((3, 1, 1))
     np.testing.assert_allclose(result.apply(values).ravel(), expected, rtol=1e-6)
+    without_duration = compute_suv_factors([replace(slices[0], actual_frame_duration_ms=None)])
+    assert without_duration.status == "needs_parameters"
+    assert "ActualFrameDuration (0018,1242) on every slice" in without_duration.missing
 
 
 def test_not_attenuation_corrected_has_no_suv() -> None:
@@ -125,13 +131,16 @@ def test_missing_parameters_are_named(change: dict, tag: str) -> None:
     assert result.units == "BQML" and result.slice_factors is None
 
 
-def test_dose_stored_in_mbq_is_not_guessed() -> None:
+def test_dose_stored_in_mbq_is_converted_with_a_warning_and_an_ambiguous_one_refused() -> None:
     result = compute_suv_factors([replace(REFERENCE, radionuclide_total_dose=370.0)])
-    assert result.status == "needs_parameters"
-    assert "RadionuclideTotalDose (0018,1074)" in result.missing
-    assert "MBq" in result.reason
+    assert result.ok and result.factor == pytest.approx(expected_factor(75.0, 370e6, 3600.0))
+    assert any("read as MBq" in warning and "3.7e+08 Bq" in warning for warning in result.warnings)
+    assert result.parameters.sources["dose"] == "header (MBq converted to Bq)"
+    ambiguous = compute_suv_factors([replace(REFERENCE, radionuclide_total_dose=370e3)])
+    assert ambiguous.status == "needs_parameters"
+    assert "RadionuclideTotalDose (0018,1074)" in ambiguous.missing and "MBq" in ambiguous.reason
     fixed = compute_suv_factors(
-        [replace(REFERENCE, radionuclide_total_dose=370.0)], SuvOverrides(injected_dose_bq=370e6)
+        [replace(REFERENCE, radionuclide_total_dose=370e3)], SuvOverrides(injected_dose_bq=370e6)
     )
     assert fixed.ok and fixed.factor == pytest.approx(expected_factor(75.0, 370e6, 3600.0))
     assert fixed.parameters.sources["dose"] == "supplied"
@@ -185,7 +194,7 @@ def test_injection_after_scan_needs_parameters() -> None:
     assert result.status == "needs_parameters" and "after the scan reference time" in result.reason
 
 
-def test_post_processed_series_uses_ge_private_then_earliest_acquisition() -> None:
+def test_post_processed_series_uses_ge_private_then_earliest_acquisition_with_a_warning() -> None:
     late = replace(REFERENCE, series_time="130000")  # series written 2 h after the acquisition
     ge = compute_suv_factors([replace(late, ge_scan_datetime="20240305110500")])
     assert ge.factor == pytest.approx(expected_factor(75.0, 370e6, 3900.0))
@@ -193,6 +202,7 @@ def test_post_processed_series_uses_ge_private_then_earliest_acquisition() -> No
     earliest = compute_suv_factors([late, replace(late, acquisition_time="110300")])
     assert earliest.factor == pytest.approx(expected_factor(75.0, 370e6, 3600.0))
     assert "earliest AcquisitionDate/Time" in earliest.rule
+    assert any("late by up to half a frame" in warning for warning in earliest.warnings)
 
 
 def test_sul_uses_janmahasatian_lean_body_mass() -> None:
@@ -200,18 +210,19 @@ def test_sul_uses_janmahasatian_lean_body_mass() -> None:
     bmi = 75.0 / 1.80**2
     lbm_male = 9270 * 75.0 / (6680 + 216 * bmi)
     assert male.parameters.lean_body_mass_kg == pytest.approx(lbm_male)
-    assert male.sul_factor == pytest.approx(male.factor * lbm_male / 75.0)
+    assert male.conversions["SUL"] == pytest.approx(lbm_male / 75.0)
+    assert male.factors_array("SUL")[0] == pytest.approx(male.factor * lbm_male / 75.0)
     female = compute_suv_factors(
         [replace(REFERENCE, patient_sex="F", patient_size_m=1.65, patient_weight_kg=62.0)]
     )
     bmi_f = 62.0 / 1.65**2
     lbm_female = 9270 * 62.0 / (8780 + 244 * bmi_f)
-    assert female.sul_factor == pytest.approx(expected_factor(62.0, 370e6, 3600.0) * lbm_female / 62.0)
+    assert female.factors_array("SUL")[0] == pytest.approx(expected_factor(62.0, 370e6, 3600.0) * lbm_female / 62.0)
     no_height = compute_suv_factors([replace(REFERENCE, patient_size_m=None)])
-    assert no_height.ok and no_height.sul_factor is None
-    assert any("SUL not computed" in warning for warning in no_height.warnings)
+    assert no_height.ok and "SUL" not in no_height.conversions
+    assert no_height.unavailable["SUL"] == "PatientSize (0010,1020) missing or not a plausible height in m"
     in_cm = compute_suv_factors([replace(REFERENCE, patient_size_m=180.0)])
-    assert in_cm.sul_factor is None and any("stored in cm" in warning for warning in in_cm.warnings)
+    assert "SUL" not in in_cm.conversions and any("stored in cm" in warning for warning in in_cm.warnings)
 
 
 def test_body_size_helpers_follow_their_formulas() -> None:
@@ -262,8 +273,7 @@ def test_manual_parameters_path() -> None:
 def test_gml_is_passed_through() -> None:
     result = compute_suv_factors([replace(REFERENCE, units="GML", patient_weight_kg=None)])
     assert result.ok and result.factor == 1.0 and "GML" in result.rule and result.units == "g/ml"
-    lbm = compute_suv_factors([replace(REFERENCE, units="GML", suv_type="LBM")])
-    assert lbm.suv_type == "LBM" and lbm.warnings
+    assert result.suv_type == "SUVbw"
 
 
 def test_unknown_units_have_no_suv() -> None:
@@ -319,7 +329,6 @@ def _assert_matches(phantom, loaded, result) -> None:
     "options",
     [
         {"decay_correction": "ADMIN"},
-        {"decay_correction": "NONE"},
         {"units": "CNTS", "vendor": "Philips", "philips_scale_tags": ("suv",)},
         {"units": "CNTS", "vendor": "Philips", "philips_scale_tags": ("activity",)},
         {"units": "GML"},
@@ -329,7 +338,6 @@ def _assert_matches(phantom, loaded, result) -> None:
     ],
     ids=[
         "admin",
-        "none",
         "philips-suv-tag",
         "philips-activity-tag",
         "gml",
@@ -341,8 +349,6 @@ def _assert_matches(phantom, loaded, result) -> None:
 def test_written_variants_give_the_phantom_suv(options: dict, tmp_path: Path) -> None:
     phantom, loaded, result = _suv_from_files(tmp_path, **options)
     _assert_matches(phantom, loaded, result)
-    if options.get("decay_correction") == "NONE":
-        assert result.varies_per_slice
 
 
 def test_midnight_crossing_end_to_end(tmp_path: Path) -> None:
@@ -363,9 +369,8 @@ def test_missing_weight_end_to_end(tmp_path: Path) -> None:
 
 def test_dose_in_mbq_end_to_end(tmp_path: Path) -> None:
     phantom, loaded, result = _suv_from_files(tmp_path, dose_in_mbq=True)
-    assert result.status == "needs_parameters" and "MBq" in result.reason
-    fixed = compute_suv_factors(loaded.slice_headers, SuvOverrides(injected_dose_bq=phantom.injected_dose_bq))
-    _assert_matches(phantom, loaded, fixed)
+    assert any("read as MBq" in warning for warning in result.warnings)
+    _assert_matches(phantom, loaded, result)
 
 
 def test_not_attenuation_corrected_end_to_end(tmp_path: Path) -> None:

@@ -105,7 +105,7 @@ def test_a_failure_is_stored_and_does_not_break_saving(eager_tasks):
     world = make_project_world("alice")
     pet = world["scan"].pet
     storage.media_path(pet.volume_file).unlink()
-    storage._read_volume_cached.cache_clear()
+    storage.clear_volume_cache()
     annotation = world["annotation"]
     version = services.save_version(annotation, world["annotator"], base_version_id=annotation.current_version_id,
                                     object_map=np.ones((4, 4, 4), dtype=np.uint8),
