@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -178,9 +179,7 @@ def coronal_mip_png(suv: np.ndarray, affine: np.ndarray, suv_max: float = 10.0) 
 
 
 def remove_tree(relative: str) -> None:
+    """Remove a media folder and everything in it; a folder already gone is not an error."""
     root = media_path(relative)
-    if not root.exists():
-        return
-    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        path.rmdir() if path.is_dir() else path.unlink()
-    root.rmdir()
+    if root.exists():
+        shutil.rmtree(root)
