@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from backend.annotations import services as annotation_services
 from backend.annotations.models import Annotation
-from backend.imaging import storage
+from backend.imaging import integrity, storage
 from backend.imaging.models import Scan
 from backend.projects.models import Label
 from worker.engines.base import KINDS, Box, Point, PromptError, Prompts
@@ -78,6 +78,10 @@ def open_session(scan: Scan, user, label_id: int, engine: str | None, annotation
         if annotation is None:
             raise SessionError("not_found", f"Annotation {annotation_id} is not yours on this scan.")
     name = engine_label(engine or scan.project.default_engine)
+    try:
+        integrity.check_usable(scan)
+    except integrity.ScanDamaged as error:
+        raise SessionError("damaged", str(error)) from None
     with transaction.atomic():
         session = InteractiveSession.objects.select_for_update().filter(
             scan=scan, user=user, label=label, is_open=True).first()
@@ -250,7 +254,10 @@ def compute(session_id: str, seq: int, queued_at: float | None = None, worker: s
     count = session.active_count
     prompts = _prompts_of(session.prompts[:count])
     pet = pet_info(session.scan_id)
-    volume = storage.read_volume(pet.volume_file, pet.sha256)
+    try:
+        volume = storage.read_volume(pet.volume_file, pet.sha256)
+    except storage.VolumeDamaged as error:  # the scan is now marked damaged; nothing is segmented
+        raise SessionError("damaged", f"This scan's PET volume is damaged: {error}") from None
     from worker.engines import get_engine
 
     engine = get_engine(session.engine)
