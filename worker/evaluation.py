@@ -29,6 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from worker.engines.base import Engine, Point, Prompts
+from worker.engines.orientation import Canonical
 
 REPORT_CLICKS: tuple[int, ...] = (1, 3, 5)
 DEFAULT_ORGANS: tuple[str, ...] = ("liver", "spleen", "kidney_left", "kidney_right", "heart")
@@ -49,7 +50,7 @@ class Case:
     """One object to segment in one volume."""
 
     case_id: str
-    volume: np.ndarray  # SUV, float32, [slice, row, col]
+    volume: np.ndarray  # SUV, float32, RAS-canonical (the engine boundary's convention)
     spacing: tuple[float, float, float]
     target: np.ndarray  # bool, same shape: the ground truth of this one object
     label: str  # e.g. "kidney_left", "lesion"
@@ -299,6 +300,7 @@ class PhantomLike(Protocol):
     labels: np.ndarray
     lesion_labels: np.ndarray
     label_names: dict[int, str]
+    pet_affine: np.ndarray  # stored [slice, row, col] index -> LPS mm
 
     @property
     def pet_spacing(self) -> tuple[float, float, float]: ...
@@ -320,16 +322,18 @@ def cases_from_phantom(
     organ excludes the lesions inside it; each lesion instance is its own case. Objects with fewer than
     ``min_voxels`` voxels are skipped.
     """
-    volume = np.asarray(phantom.suv, dtype=np.float32)
-    sx, sy, sz = phantom.pet_spacing
-    spacing = (float(sx), float(sy), float(sz))
+    stored = np.asarray(phantom.suv, dtype=np.float32)
+    # Engines see what the app gives them: RAS-canonical views of the stored [slice, row, col] arrays.
+    canonical = Canonical.from_lps_affine(phantom.pet_affine, stored.shape)
+    volume = canonical.to_ras(stored)
+    spacing = canonical.spacing(phantom.pet_spacing)
     session_key = f"phantom-{phantom.tracer}-{phantom.seed}-{'x'.join(map(str, volume.shape))}"
     wanted = None if organs is None else set(organs)
     cases: list[Case] = []
     for value, name in sorted(phantom.label_names.items()):
         if name == "lesion" or (wanted is not None and name not in wanted):
             continue
-        target = phantom.labels == value
+        target = canonical.to_ras(phantom.labels == value)
         if int(target.sum()) >= min_voxels:
             cases.append(
                 Case(f"{session_key}/{name}", volume, spacing, target, name, group_of(name), session_key)
@@ -338,7 +342,7 @@ def cases_from_phantom(
         for value in np.unique(phantom.lesion_labels):
             if value == 0:
                 continue
-            target = phantom.lesion_labels == value
+            target = canonical.to_ras(phantom.lesion_labels == value)
             if int(target.sum()) >= min_voxels:
                 case_id = f"{session_key}/lesion-{int(value)}"
                 cases.append(Case(case_id, volume, spacing, target, "lesion", LESION_GROUP, session_key))

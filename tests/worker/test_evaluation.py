@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from worker.engines.base import Point, Prompts, SegmentationResult
+from worker.engines.orientation import Canonical
 from worker.evaluation import (
     DEFAULT_ORGANS,
     Case,
@@ -223,11 +224,15 @@ def test_cases_from_phantom_one_per_organ_and_lesion(phantom):
     ]
     assert {c.group for c in organs if c.label.startswith("kidney")} == {"kidneys"}
     assert len(lesions) == len([v for v in np.unique(phantom.lesion_labels) if v])
+    # Cases hold what the app gives engines: RAS-canonical views (axis 0 = x, the slice axis last).
+    canonical = Canonical.from_lps_affine(phantom.pet_affine, phantom.suv.shape)
     for case in cases:
         assert case.target.dtype == bool and case.target.any()
-        assert case.volume.shape == case.target.shape and case.spacing == phantom.pet_spacing
+        assert case.volume.shape == case.target.shape == canonical.shape
+        assert case.spacing == canonical.spacing(phantom.pet_spacing)
+    assert cases[0].volume.shape[2] == phantom.suv.shape[0]  # an axial phantom: slices on the last axis
     liver = next(c for c in organs if c.label == "liver")
-    assert not (liver.target & (phantom.lesion_labels > 0)).any()  # lesions are painted over organs
+    assert not (liver.target & canonical.to_ras(phantom.lesion_labels > 0)).any()  # lesions painted over organs
     assert len({c.case_id for c in cases}) == len(cases) and len({c.session_key for c in cases}) == 1
 
 

@@ -524,3 +524,42 @@ def test_checkpoint_metadata_switches_on_the_kind_tokens_and_the_threshold_prior
     save_checkpoint(tiny_model(), plain_path)
     plain = SegAnyPETEngine.from_checkpoint(plain_path, device="cpu")
     assert plain.kind_tokens == {} and plain.first_click_prior is None
+
+
+# ----------------------------------------------------------------------------- bad results do not propagate
+
+
+class CountingPrior:
+    """A first-click prior that finds nothing and counts how often it is asked."""
+
+    name = "counting-prior"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def segment(self, volume, spacing, prompts, previous_mask=None, session_key=None, *, kind=None):
+        self.calls += 1
+        return SegmentationResult(mask=np.zeros(volume.shape, bool), score=0.0)
+
+
+def test_an_empty_result_keeps_the_object_and_the_prior_is_not_asked_again():
+    volume, _, spacing = liver_phantom()
+    prior = CountingPrior()
+    engine = SegAnyPETEngine(BlobModel(radius=0), device="cpu", first_click_prior=prior)
+    first = engine.segment(volume, spacing, one_click((55, 19, 19)), session_key="node")
+    assert prior.calls == 1
+    prompts = Prompts(points=(Point((55, 19, 19)), Point((56, 19, 19))))
+    engine.segment(volume, spacing, prompts, np.zeros_like(first.mask), session_key="node")
+    assert prior.calls == 1  # the second click corrects the same object; the prior's mistake is not repeated
+
+
+def test_a_negative_click_always_removes():
+    volume, organ, spacing = liver_phantom()
+    engine = SegAnyPETEngine(ThresholdModel(), device="cpu")
+    first = engine.segment(volume, spacing, one_click((55, 19, 19)), session_key="liver")
+    assert first.mask[55, 19, 22]
+    prompts = Prompts(points=(Point((55, 19, 19)), Point((55, 19, 22), False)))
+    second = engine.segment(volume, spacing, prompts, first.mask, session_key="liver")
+    assert not (second.mask & ~first.mask).any()  # nothing added
+    assert not second.mask[55, 19, 22] and not second.mask[55, 19, 21]  # within 4 mm of the click: gone
+    assert second.mask.sum() < first.mask.sum()

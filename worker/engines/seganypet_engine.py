@@ -62,12 +62,14 @@ from worker.engines.base import (
     Box,
     Capabilities,
     Engine,
+    Point,
     PromptError,
     Prompts,
     SegmentationResult,
     check_kind,
 )
 from worker.engines.cache import LRUByteCache
+from worker.engines.orientation import Canonical
 from worker.engines.seganypet_crops import (  # noqa: F401  (re-exported: training and tests use them)
     BORDER_SLAB,
     LOW_RES_STRIDE,
@@ -104,6 +106,13 @@ DEFAULT_MAX_CROPS = 4
 
 # Name of the first-click prior in checkpoint metadata → the engine that computes it.
 CLASSICAL_PRIOR = "classical-41pct"
+# The array axes a checkpoint was trained on: torchio's RAS-canonical arrays (the reference's, and the
+# engine boundary's), or the [slice, row, col] arrays of our first demo training.
+# What a negative click removes at least, around itself, whatever the network says.
+NEGATIVE_CLICK_RADIUS_MM = 4.0
+RAS_AXES = "ras"
+OFFICIAL_VARIANT = "vit_b_ori"
+LEGACY_AXES = "slice-row-col"
 
 
 class SegAnyPETUnavailableError(RuntimeError):
@@ -145,7 +154,17 @@ class SegAnyPETEngine:
         single_crop_lesions: bool = True,
         min_continuation_mm2: float = MIN_CONTINUATION_MM2,
         torch_threads: int | None = None,
+        paste: str = "logits",
+        array_axes: str = RAS_AXES,
     ) -> None:
+        if paste not in ("logits", "nearest"):
+            raise ValueError(f"paste must be 'logits' or 'nearest', got {paste!r}")
+        if array_axes not in (RAS_AXES, LEGACY_AXES):
+            raise ValueError(f"unknown array axes {array_axes!r}")
+        # "nearest": the reference's paste-back (binary crop mask, nearest neighbour); "logits": linear
+        # interpolation of the logits, then the threshold (smoother at coarse PET voxels).
+        self.paste = paste
+        self.array_axes = array_axes
         self.device = torch.device(device) if device is not None else _default_device()
         if self.device.type == "cpu":
             _configure_cpu_threads(torch_threads)
@@ -178,7 +197,7 @@ class SegAnyPETEngine:
         cls, path: str | Path, *, trust_pickle: bool = False, **kwargs: Any
     ) -> SegAnyPETEngine:
         loaded = load_checkpoint(path, trust_pickle=trust_pickle)
-        options = engine_options_from_metadata(loaded.metadata)
+        options = engine_options_from_metadata(loaded.metadata, loaded.variant)
         options.update(kwargs)
         return cls(loaded.model, variant=loaded.variant, checkpoint=str(path), **options)
 
@@ -217,8 +236,27 @@ class SegAnyPETEngine:
         *,
         kind: str | None = None,
     ) -> SegmentationResult:
-        """Segment one object; ``kind`` (``"lesion"``/``"organ"``/``None``) picks the mask token when
-        the checkpoint has one for it (see the module docstring)."""
+        """Segment one object in a RAS-canonical volume; ``kind`` (``"lesion"``/``"organ"``/``None``) picks
+        the mask token when the checkpoint has one for it (see the module docstring)."""
+        if self.array_axes == RAS_AXES:
+            return self._segment(volume, spacing, prompts, previous_mask, session_key, kind)
+        # A checkpoint trained on [slice, row, col] arrays of head-first axial scans: give it those (views).
+        legacy = Canonical((2, 1, 0), (False, True, True), volume.shape, np.eye(4))
+        result = self._segment(legacy.to_ras(volume), legacy.spacing(spacing), legacy.prompts_to_ras(prompts),
+                               legacy.to_ras(previous_mask) if previous_mask is not None else None,
+                               session_key, kind)
+        result.mask = legacy.from_ras(result.mask)
+        return result
+
+    def _segment(
+        self,
+        volume: np.ndarray,
+        spacing: tuple[float, float, float],
+        prompts: Prompts,
+        previous_mask: np.ndarray | None,
+        session_key: str | None,
+        kind: str | None,
+    ) -> SegmentationResult:
         started = time.perf_counter()
         grid = self._grid(volume, spacing)
         prompts.validate(volume.shape)
@@ -234,7 +272,9 @@ class SegAnyPETEngine:
             # A lesion fits one crop (128 mm even for the demo); extension crops would only grow leaks.
             self._crop_limit = 1 if kind == "lesion" and self.single_crop_lesions else self.max_crops
             state, mask_prior = self._session_prior(session_key, grid, previous_mask)
-            if state is None and mask_prior is None and self.first_click_prior is not None:
+            # Only a new object (no previous mask at all) starts from the prior: after an empty result the
+            # same prior would only repeat the same mistake, click after click.
+            if previous_mask is None and self.first_click_prior is not None:
                 prior_started = time.perf_counter()
                 mask_prior = self._first_click_prior(volume, spacing, prompts, session_key)
                 timings["prior"] = _ms(prior_started)
@@ -249,11 +289,31 @@ class SegAnyPETEngine:
             runs = self._run_crops(volume, grid, clicks, box, jobs, prior, session_key, timings)
             paste_started = time.perf_counter()
             mask = self._paste(runs, grid, prompts.box)
+            if previous_mask is not None and prompts.points and not prompts.points[-1].positive:
+                mask = self._honour_negative_click(mask, previous_mask, prompts.points[-1], spacing)
             timings["paste"] = _ms(paste_started)
             self._remember(session_key, grid, runs, mask)
         self.last_crop_origins = [run.origin for run in runs]
         timings["total"] = _ms(started)
         return SegmentationResult(mask=mask, score=float(np.clip(runs[0].iou, 0.0, 1.0)), timings_ms=timings)
+
+    @staticmethod
+    def _honour_negative_click(
+        mask: np.ndarray, previous_mask: np.ndarray, click: Point, spacing: Sequence[float]
+    ) -> np.ndarray:
+        """A negative click always removes: it never adds voxels, and what lies within
+        NEGATIVE_CLICK_RADIUS_MM of it is gone even when the network kept it."""
+        mask &= previous_mask
+        radius = np.asarray([max(1, int(np.ceil(NEGATIVE_CLICK_RADIUS_MM / s))) for s in spacing])
+        lower = np.maximum(np.asarray(click.index) - radius, 0)
+        upper = np.minimum(np.asarray(click.index) + radius + 1, mask.shape)
+        window = tuple(slice(int(lo), int(hi)) for lo, hi in zip(lower, upper, strict=True))
+        offsets = np.meshgrid(*(
+            (np.arange(lo, hi) - c) * s for lo, hi, c, s in zip(lower, upper, click.index, spacing, strict=True)
+        ), indexing="ij")
+        ball = sum(o**2 for o in offsets) <= NEGATIVE_CLICK_RADIUS_MM**2
+        mask[window] &= ~ball
+        return mask
 
     def _first_click_prior(
         self,
@@ -510,7 +570,11 @@ class SegAnyPETEngine:
             if placed is None:
                 continue
             region, positions = placed
-            mask[region] |= sample_linear(run.crop_logits, positions) > 0
+            if self.paste == "nearest":
+                nearest = [np.clip(np.rint(p).astype(np.intp), 0, self.crop_size - 1) for p in positions]
+                mask[region] |= (run.crop_logits > 0)[np.ix_(*nearest)]
+            else:
+                mask[region] |= sample_linear(run.crop_logits, positions) > 0
         if box is not None:
             limited = np.zeros_like(mask)
             window = tuple(slice(lo, hi) for lo, hi in zip(box.lower, box.upper, strict=True))
@@ -541,14 +605,14 @@ class SegAnyPETEngine:
     ) -> tuple[SessionState | None, np.ndarray | None]:
         """Cached state when ``previous_mask`` is our own last result, else the mask itself (or nothing)."""
         key = self._session_cache_key(session_key, grid)
-        if previous_mask is None or not previous_mask.any():
+        if previous_mask is None:
             if key is not None:
                 self.cache.discard(key)  # a new object: its predecessor's logits must not leak in
             return None, None
         state = self.cache.get(key) if key is not None else None
         if isinstance(state, SessionState) and state.holds(previous_mask):
-            return state, None
-        return None, previous_mask
+            return state, None  # our own last result, even an empty one: its logits carry on
+        return None, previous_mask if previous_mask.any() else None
 
     def _remember(
         self, session_key: str | None, grid: IsotropicGrid, runs: list[CropRun], mask: np.ndarray
@@ -593,9 +657,21 @@ class KindBoundEngine:
         return self.engine.segment(volume, spacing, prompts, previous_mask, session_key, kind=kind or self.kind)
 
 
-def engine_options_from_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    """Engine keyword arguments for what a checkpoint says it was trained with."""
+def engine_options_from_metadata(metadata: dict[str, Any], variant: str = "custom") -> dict[str, Any]:
+    """Engine keyword arguments for what a checkpoint says it was trained with.
+
+    The official network (``vit_b_ori``) runs the reference pipeline exactly: one crop, token 0, no
+    prior, the binary mask pasted back by nearest neighbour. Our additions are switches its metadata
+    would have to ask for. Demo checkpoints trained before the RAS convention (no ``array_axes`` in their
+    metadata) saw [slice, row, col] crops of head-first axial phantoms, and say so.
+    """
     options: dict[str, Any] = {}
+    if variant == OFFICIAL_VARIANT:
+        options.update(max_crops=1, paste="nearest")
+    axes = metadata.get("array_axes") or (LEGACY_AXES if variant == "demo" else RAS_AXES)
+    if axes not in (RAS_AXES, LEGACY_AXES):
+        raise SegAnyPETUnavailableError(f"the checkpoint was trained on unknown array axes {axes!r}")
+    options["array_axes"] = axes
     tokens = metadata.get("kind_tokens")
     if isinstance(tokens, dict):
         options["kind_tokens"] = {str(k): int(v) for k, v in tokens.items()}

@@ -60,7 +60,7 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
-from worker.engines.seganypet_engine import CLASSICAL_PRIOR
+from worker.engines.seganypet_engine import CLASSICAL_PRIOR, LEGACY_AXES
 from worker.evaluation import Case
 from worker.seganypet.checkpoint import load_checkpoint, save_checkpoint
 from worker.seganypet.model import Sam3D, count_parameters
@@ -163,6 +163,9 @@ def train(options: TrainOptions) -> TrainReport:
         lr=options.lr,
     )
     metadata_base: dict[str, Any] = {
+        # Training crops come from the phantoms' [slice, row, col] arrays; the engine converts its RAS
+        # input to them (worker.engines.seganypet_engine.LEGACY_AXES) until training moves to RAS.
+        "array_axes": LEGACY_AXES,
         "kind_tokens": dict(KIND_TOKENS),
         "first_click_prior": CLASSICAL_PRIOR if options.threshold_prior else None,
         "description": (
