@@ -45,7 +45,6 @@ Orientation: the engine does not reorient. The model was trained on torchio's ca
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections import deque
@@ -62,7 +61,6 @@ from worker.engines.base import (
     Box,
     Capabilities,
     Engine,
-    Point,
     PromptError,
     Prompts,
     SegmentationResult,
@@ -93,6 +91,20 @@ from worker.engines.seganypet_crops import (  # noqa: F401  (re-exported: traini
     shift_logits,
     zscore_positive,
 )
+from worker.engines.seganypet_options import (  # noqa: F401  (re-exported: the registry, training and tests use them)
+    CLASSICAL_PRIOR,
+    LEGACY_AXES,
+    NEGATIVE_CLICK_RADIUS_MM,
+    OFFICIAL_VARIANT,
+    RAS_AXES,
+    KindBoundEngine,
+    SegAnyPETUnavailableError,
+    _configure_cpu_threads,
+    _default_device,
+    engine_options_from_metadata,
+    honour_negative_click,
+    make_classical_prior,
+)
 from worker.seganypet.checkpoint import load_checkpoint
 from worker.seganypet.model import Sam3D, count_parameters
 
@@ -102,36 +114,6 @@ DEFAULT_CACHE_BYTES = 512 * 2**20
 DEFAULT_MAX_CROPS = 4
 
 
-
-
-# Name of the first-click prior in checkpoint metadata → the engine that computes it.
-CLASSICAL_PRIOR = "classical-41pct"
-# The array axes a checkpoint was trained on: torchio's RAS-canonical arrays (the reference's, and the
-# engine boundary's), or the [slice, row, col] arrays of our first demo training.
-# What a negative click removes at least, around itself, whatever the network says.
-NEGATIVE_CLICK_RADIUS_MM = 4.0
-RAS_AXES = "ras"
-OFFICIAL_VARIANT = "vit_b_ori"
-LEGACY_AXES = "slice-row-col"
-
-
-class SegAnyPETUnavailableError(RuntimeError):
-    """No usable SegAnyPET weights were configured."""
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _configure_cpu_threads(requested: int | None) -> None:
-    # torch may see the host's cores inside a container; use the CPUs this process may actually run on.
-    if hasattr(os, "sched_getaffinity"):
-        available = len(os.sched_getaffinity(0))
-    else:
-        available = os.cpu_count() or 1
-    threads = max(1, requested or available)
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
 
 
 class SegAnyPETEngine:
@@ -290,30 +272,12 @@ class SegAnyPETEngine:
             paste_started = time.perf_counter()
             mask = self._paste(runs, grid, prompts.box)
             if previous_mask is not None and prompts.points and not prompts.points[-1].positive:
-                mask = self._honour_negative_click(mask, previous_mask, prompts.points[-1], spacing)
+                mask = honour_negative_click(mask, previous_mask, prompts.points[-1], spacing)
             timings["paste"] = _ms(paste_started)
             self._remember(session_key, grid, runs, mask)
         self.last_crop_origins = [run.origin for run in runs]
         timings["total"] = _ms(started)
         return SegmentationResult(mask=mask, score=float(np.clip(runs[0].iou, 0.0, 1.0)), timings_ms=timings)
-
-    @staticmethod
-    def _honour_negative_click(
-        mask: np.ndarray, previous_mask: np.ndarray, click: Point, spacing: Sequence[float]
-    ) -> np.ndarray:
-        """A negative click always removes: it never adds voxels, and what lies within
-        NEGATIVE_CLICK_RADIUS_MM of it is gone even when the network kept it."""
-        mask &= previous_mask
-        radius = np.asarray([max(1, int(np.ceil(NEGATIVE_CLICK_RADIUS_MM / s))) for s in spacing])
-        lower = np.maximum(np.asarray(click.index) - radius, 0)
-        upper = np.minimum(np.asarray(click.index) + radius + 1, mask.shape)
-        window = tuple(slice(int(lo), int(hi)) for lo, hi in zip(lower, upper, strict=True))
-        offsets = np.meshgrid(*(
-            (np.arange(lo, hi) - c) * s for lo, hi, c, s in zip(lower, upper, click.index, spacing, strict=True)
-        ), indexing="ij")
-        ball = sum(o**2 for o in offsets) <= NEGATIVE_CLICK_RADIUS_MM**2
-        mask[window] &= ~ball
-        return mask
 
     def _first_click_prior(
         self,
@@ -632,62 +596,6 @@ class SegAnyPETEngine:
     @staticmethod
     def _session_cache_key(session_key: str | None, grid: IsotropicGrid) -> tuple[Any, ...] | None:
         return None if session_key is None else ("session", session_key, grid.shape, grid.spacing)
-
-
-class KindBoundEngine:
-    """A SegAnyPET engine with a fixed object kind, for code that calls the plain Engine interface
-    (e.g. the click-simulation evaluation)."""
-
-    def __init__(self, engine: SegAnyPETEngine, kind: str | None) -> None:
-        self.engine = engine
-        self.kind = kind
-        self.name = engine.name
-        self.capabilities = engine.capabilities
-
-    def segment(
-        self,
-        volume: np.ndarray,
-        spacing: tuple[float, float, float],
-        prompts: Prompts,
-        previous_mask: np.ndarray | None = None,
-        session_key: str | None = None,
-        *,
-        kind: str | None = None,
-    ) -> SegmentationResult:
-        return self.engine.segment(volume, spacing, prompts, previous_mask, session_key, kind=kind or self.kind)
-
-
-def engine_options_from_metadata(metadata: dict[str, Any], variant: str = "custom") -> dict[str, Any]:
-    """Engine keyword arguments for what a checkpoint says it was trained with.
-
-    The official network (``vit_b_ori``) runs the reference pipeline exactly: one crop, token 0, no
-    prior, the binary mask pasted back by nearest neighbour. Our additions are switches its metadata
-    would have to ask for. Demo checkpoints trained before the RAS convention (no ``array_axes`` in their
-    metadata) saw [slice, row, col] crops of head-first axial phantoms, and say so.
-    """
-    options: dict[str, Any] = {}
-    if variant == OFFICIAL_VARIANT:
-        options.update(max_crops=1, paste="nearest")
-    axes = metadata.get("array_axes") or (LEGACY_AXES if variant == "demo" else RAS_AXES)
-    if axes not in (RAS_AXES, LEGACY_AXES):
-        raise SegAnyPETUnavailableError(f"the checkpoint was trained on unknown array axes {axes!r}")
-    options["array_axes"] = axes
-    tokens = metadata.get("kind_tokens")
-    if isinstance(tokens, dict):
-        options["kind_tokens"] = {str(k): int(v) for k, v in tokens.items()}
-    prior = metadata.get("first_click_prior")
-    if prior == CLASSICAL_PRIOR:
-        options["first_click_prior"] = make_classical_prior()
-    elif prior:
-        raise SegAnyPETUnavailableError(f"the checkpoint needs an unknown first-click prior {prior!r}")
-    return options
-
-
-def make_classical_prior() -> Engine:
-    """The first-click prior the demo model is trained with: the 41 % SUVmax engine, default settings."""
-    from worker.engines.classical import ClassicalPETEngine
-
-    return ClassicalPETEngine()
 
 
 def _ms(started: float) -> float:
