@@ -59,6 +59,6 @@ def test_prompts_and_boxes_follow_the_voxels():
 def test_official_weights_run_the_reference_pipeline_and_the_old_demo_its_own_axes():
     official = engine_options_from_metadata({}, "vit_b_ori")
     assert official["max_crops"] == 1 and official["paste"] == "nearest" and official["array_axes"] == RAS_AXES
-    assert "kind_tokens" not in official and "first_click_prior" not in official
+    assert "kind_tokens" not in official and "first_click_prior" not in official and "auto_zoom" not in official
     assert engine_options_from_metadata({}, "demo")["array_axes"] == LEGACY_AXES
     assert engine_options_from_metadata({"array_axes": "ras"}, "demo")["array_axes"] == RAS_AXES

@@ -216,6 +216,7 @@ class SessionState:
     # The mask returned (read-only): the next call's previous mask is usually this very array, which
     # is recognised without hashing 24 M voxels of a whole-body volume.
     mask: np.ndarray
+    zoom: float = 1.0  # the zoom its object was found at; corrective clicks stay there
 
     @property
     def nbytes(self) -> int:

@@ -138,6 +138,7 @@ class SegAnyPETEngine:
         torch_threads: int | None = None,
         paste: str = "logits",
         array_axes: str = RAS_AXES,
+        auto_zoom: Sequence[float] = (),
     ) -> None:
         if paste not in ("logits", "nearest"):
             raise ValueError(f"paste must be 'logits' or 'nearest', got {paste!r}")
@@ -147,6 +148,9 @@ class SegAnyPETEngine:
         # interpolation of the logits, then the threshold (smoother at coarse PET voxels).
         self.paste = paste
         self.array_axes = array_axes
+        # Zoom factors tried in turn for an object that leaves the crop (empty: no AutoZoom), e.g. (1, 2, 4).
+        self.auto_zoom = tuple(float(z) for z in auto_zoom)
+        self.last_zoom = 1.0
         self.device = torch.device(device) if device is not None else _default_device()
         if self.device.type == "cpu":
             _configure_cpu_threads(torch_threads)
@@ -240,44 +244,138 @@ class SegAnyPETEngine:
         kind: str | None,
     ) -> SegmentationResult:
         started = time.perf_counter()
-        grid = self._grid(volume, spacing)
+        self._grid(volume, spacing)  # checks the inputs
         prompts.validate(volume.shape)
         check_kind(kind)
         if previous_mask is not None and previous_mask.shape != volume.shape:
             raise PromptError(f"previous mask {previous_mask.shape} does not match the volume {volume.shape}")
-        box = self._box_in_resampled(prompts.box, grid) if prompts.box is not None else None
-        clicks = self._clicks(prompts, grid, box)
         timings = {"prepare": 0.0, "encode": 0.0, "decode": 0.0, "paste": 0.0}
         with self._lock, torch.inference_mode():
             # Read by _decode; set under the lock because the engine is shared between threads.
             self._mask_token = self.kind_tokens.get(kind, 0) if kind is not None else 0
-            # A lesion fits one crop (128 mm even for the demo); extension crops would only grow leaks.
-            self._crop_limit = 1 if kind == "lesion" and self.single_crop_lesions else self.max_crops
-            state, mask_prior = self._session_prior(session_key, grid, previous_mask)
+            state, mask_prior = self._session_prior(session_key, volume.shape, spacing, previous_mask)
             # Only a new object (no previous mask at all) starts from the prior: after an empty result the
             # same prior would only repeat the same mistake, click after click.
             if previous_mask is None and self.first_click_prior is not None:
                 prior_started = time.perf_counter()
                 mask_prior = self._first_click_prior(volume, spacing, prompts, session_key)
                 timings["prior"] = _ms(prior_started)
-            prior = PriorLogits(state, mask_prior, grid, self.crop_size, self.device, self.low_res_stride)
-            primary = self._primary_origin(clicks, box, state)
-            jobs = [CropJob(primary, seeds=list(state.seeds.get(primary, [])) if state else [])]
+            # AutoZoom (after nnInteractive): an organ is first looked for in a zoomed-out crop (our demo
+            # learned organs of a few hundred ml: a 2.5 L liver at half the scale looks like one), zoomed out
+            # further while it leaves the crop, and refined at a finer zoom when it fits there. A lesion, and
+            # a corrective click (at the zoom its object was found at), use one zoom.
             if state is not None:
-                # A corrective click decodes again every crop the object already spans (embeddings are
-                # cached): moving the primary crop to the click must not drop what other crops found.
-                jobs += [CropJob(origin, seeds=list(state.seeds.get(origin, [])))
-                         for origin in state.logits if origin != primary]
-            runs = self._run_crops(volume, grid, clicks, box, jobs, prior, session_key, timings)
+                # With AutoZoom, only the widest zoom follows an object into further crops.
+                follow = not self.auto_zoom or state.zoom >= max(self.auto_zoom)
+                grid, runs = self._attempt(volume, spacing, state.zoom, follow, prompts, state, mask_prior, kind,
+                                           session_key, timings)
+            elif kind == "lesion" or not self.auto_zoom:
+                grid, runs = self._attempt(volume, spacing, 1.0, True, prompts, None, mask_prior, kind,
+                                           session_key, timings)
+            else:
+                grid, runs = self._auto_zoom(volume, spacing, prompts, mask_prior, kind, session_key, timings)
+            zoom = grid.target_spacing / self.target_spacing
             paste_started = time.perf_counter()
             mask = self._paste(runs, grid, prompts.box)
             if previous_mask is not None and prompts.points and not prompts.points[-1].positive:
                 mask = honour_negative_click(mask, previous_mask, prompts.points[-1], spacing)
             timings["paste"] = _ms(paste_started)
-            self._remember(session_key, grid, runs, mask)
+            self._remember(session_key, grid, runs, mask, zoom)
+        self.last_zoom = zoom
         self.last_crop_origins = [run.origin for run in runs]
         timings["total"] = _ms(started)
         return SegmentationResult(mask=mask, score=float(np.clip(runs[0].iou, 0.0, 1.0)), timings_ms=timings)
+
+    def _attempt(
+        self,
+        volume: np.ndarray,
+        spacing: Sequence[float],
+        zoom: float,
+        allow_continuation: bool,
+        prompts: Prompts,
+        state: SessionState | None,
+        mask_prior: np.ndarray | None,
+        kind: str | None,
+        session_key: str | None,
+        timings: dict[str, float],
+    ) -> tuple[IsotropicGrid, list[CropRun]]:
+        grid = self._grid(volume, spacing, zoom)
+        runs = self._segment_on(volume, grid, prompts, state, mask_prior, kind, allow_continuation, session_key,
+                                timings)
+        return grid, runs
+
+    def _leaves_crop(self, run: CropRun, grid: IsotropicGrid, prompts: Prompts) -> bool:
+        return any(True for _ in self._continuations(run, grid, self._box_of(prompts, grid), [run]))
+
+    def _auto_zoom(
+        self,
+        volume: np.ndarray,
+        spacing: Sequence[float],
+        prompts: Prompts,
+        mask_prior: np.ndarray | None,
+        kind: str | None,
+        session_key: str | None,
+        timings: dict[str, float],
+    ) -> tuple[IsotropicGrid, list[CropRun]]:
+        zooms = sorted(self.auto_zoom)
+        level = zooms.index(2.0) if 2.0 in zooms else 0
+        grid, runs = self._attempt(volume, spacing, zooms[level], False, prompts, None, mask_prior, kind, session_key,
+                                   timings)
+        while level < len(zooms) - 1 and self._leaves_crop(runs[0], grid, prompts):
+            level += 1
+            grid, runs = self._attempt(volume, spacing, zooms[level], level == len(zooms) - 1, prompts, None,
+                                       mask_prior, kind, session_key, timings)
+        if level == 0 or self._leaves_crop(runs[0], grid, prompts):
+            return grid, runs
+        coarse = runs[0].crop_logits > 0
+        if not coarse.any():
+            return grid, runs
+        extent = np.ptp(np.argwhere(coarse), axis=0) + 1
+        finer = zooms[level - 1]
+        if np.any(extent * zooms[level] / finer > self.crop_size - 2 * PROMPT_MARGIN):
+            return grid, runs
+        # It fits a finer crop: refine there, starting from the coarse result.
+        coarse_mask = self._paste(runs, grid, prompts.box)
+        fine_grid, fine_runs = self._attempt(volume, spacing, finer, False, prompts, None, coarse_mask, kind,
+                                             session_key, timings)
+        fine = fine_runs[0].crop_logits > 0
+        fine_volume = fine.sum() * fine_grid.target_spacing**3
+        coarse_volume = coarse.sum() * grid.target_spacing**3
+        if self._leaves_crop(fine_runs[0], fine_grid, prompts) or fine_volume < 0.5 * coarse_volume:
+            return grid, runs  # the finer crop lost the object: keep what the coarse one found
+        return fine_grid, fine_runs
+
+    def _box_of(self, prompts: Prompts, grid: IsotropicGrid) -> tuple[np.ndarray, np.ndarray] | None:
+        return self._box_in_resampled(prompts.box, grid) if prompts.box is not None else None
+
+    def _segment_on(
+        self,
+        volume: np.ndarray,
+        grid: IsotropicGrid,
+        prompts: Prompts,
+        state: SessionState | None,
+        mask_prior: np.ndarray | None,
+        kind: str | None,
+        last_zoom: bool,
+        session_key: str | None,
+        timings: dict[str, float],
+    ) -> list[CropRun]:
+        """The crops of one attempt at one zoom: the primary crop, the crops the object already spans,
+        and (at the last zoom only) continuation crops where the object goes on."""
+        box = self._box_of(prompts, grid)
+        clicks = self._clicks(prompts, grid, box)
+        # A lesion fits one crop (128 mm even for the demo); extension crops would only grow leaks.
+        single = (kind == "lesion" and self.single_crop_lesions) or not last_zoom
+        self._crop_limit = 1 if single else self.max_crops
+        prior = PriorLogits(state, mask_prior, grid, self.crop_size, self.device, self.low_res_stride)
+        primary = self._primary_origin(clicks, box, state)
+        jobs = [CropJob(primary, seeds=list(state.seeds.get(primary, [])) if state else [])]
+        if state is not None:
+            # A corrective click decodes again every crop the object already spans (embeddings are
+            # cached): moving the primary crop to the click must not drop what other crops found.
+            jobs += [CropJob(origin, seeds=list(state.seeds.get(origin, [])))
+                     for origin in state.logits if origin != primary]
+        return self._run_crops(volume, grid, clicks, box, jobs, prior, session_key, timings)
 
     def _first_click_prior(
         self,
@@ -300,14 +398,14 @@ class SegAnyPETEngine:
 
     # ----------------------------------------------------------------- prompts and crops
 
-    def _grid(self, volume: np.ndarray, spacing: Sequence[float]) -> IsotropicGrid:
+    def _grid(self, volume: np.ndarray, spacing: Sequence[float], zoom: float = 1.0) -> IsotropicGrid:
         if volume.ndim != 3:
             raise PromptError(f"expected a 3D volume, got shape {volume.shape}")
         if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
             raise PromptError(f"voxel spacing must be three positive numbers, got {tuple(spacing)}")
         s0, s1, s2 = (float(s) for s in spacing)
         n0, n1, n2 = volume.shape
-        return IsotropicGrid((n0, n1, n2), (s0, s1, s2), self.target_spacing)
+        return IsotropicGrid((n0, n1, n2), (s0, s1, s2), self.target_spacing * zoom)
 
     @staticmethod
     def _box_in_resampled(box: Box, grid: IsotropicGrid) -> tuple[np.ndarray, np.ndarray]:
@@ -414,7 +512,7 @@ class SegAnyPETEngine:
                 index[axis] = slice(size - BORDER_SLAB, size) if high else slice(0, BORDER_SLAB)
                 border = np.argwhere(mask[tuple(index)])
                 # A thin leak through a face is not an organ that goes on: it needs a real cross-section.
-                cross_section_mm2 = len(border) / BORDER_SLAB * self.target_spacing**2
+                cross_section_mm2 = len(border) / BORDER_SLAB * grid.target_spacing**2
                 if border.size == 0 or cross_section_mm2 < self.min_continuation_mm2:
                     continue
                 if high:
@@ -466,7 +564,8 @@ class SegAnyPETEngine:
         timings: dict[str, float],
     ) -> torch.Tensor:
         key = (
-            ("embedding", session_key, grid.shape, grid.spacing, origin) if session_key is not None else None
+            ("embedding", session_key, grid.shape, grid.spacing, grid.target_spacing, origin)
+            if session_key is not None else None
         )
         if key is not None:
             cached = self.cache.get(key)
@@ -565,10 +664,10 @@ class SegAnyPETEngine:
         return tuple(region), positions
 
     def _session_prior(
-        self, session_key: str | None, grid: IsotropicGrid, previous_mask: np.ndarray | None
+        self, session_key: str | None, shape: Sequence[int], spacing: Sequence[float], previous_mask: np.ndarray | None
     ) -> tuple[SessionState | None, np.ndarray | None]:
         """Cached state when ``previous_mask`` is our own last result, else the mask itself (or nothing)."""
-        key = self._session_cache_key(session_key, grid)
+        key = self._session_cache_key(session_key, shape, spacing)
         if previous_mask is None:
             if key is not None:
                 self.cache.discard(key)  # a new object: its predecessor's logits must not leak in
@@ -579,9 +678,9 @@ class SegAnyPETEngine:
         return None, previous_mask if previous_mask.any() else None
 
     def _remember(
-        self, session_key: str | None, grid: IsotropicGrid, runs: list[CropRun], mask: np.ndarray
+        self, session_key: str | None, grid: IsotropicGrid, runs: list[CropRun], mask: np.ndarray, zoom: float
     ) -> None:
-        key = self._session_cache_key(session_key, grid)
+        key = self._session_cache_key(session_key, grid.shape, grid.spacing)
         if key is None:
             return
         mask.setflags(write=False)  # callers edit copies; the cached state stays what was returned
@@ -590,12 +689,15 @@ class SegAnyPETEngine:
             logits={run.origin: run.logits for run in runs},
             seeds={run.origin: run.seeds for run in runs if run.seeds},
             mask=mask,
+            zoom=zoom,
         )
         self.cache.put(key, state, state.nbytes)
 
     @staticmethod
-    def _session_cache_key(session_key: str | None, grid: IsotropicGrid) -> tuple[Any, ...] | None:
-        return None if session_key is None else ("session", session_key, grid.shape, grid.spacing)
+    def _session_cache_key(
+        session_key: str | None, shape: Sequence[int], spacing: Sequence[float]
+    ) -> tuple[Any, ...] | None:
+        return None if session_key is None else ("session", session_key, tuple(shape), tuple(float(s) for s in spacing))
 
 
 def _ms(started: float) -> float:
