@@ -170,6 +170,10 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=2 * 1024**3)
 # A whole-body PET/CT study is often 500-2000 single-slice files in one upload.
 DATA_UPLOAD_MAX_NUMBER_FILES = env.int("MAX_UPLOAD_FILES", default=5000)
+# An uploaded NIfTI volume (PET, CT, label map) larger than this is refused from its header, before
+# its (possibly gzip-compressed) data is read: a 512^3 CT fits. Reading takes about 3x the bytes.
+MAX_VOLUME_VOXELS = env.int("MAX_VOLUME_VOXELS", default=512**3)
+MAX_VOLUME_BYTES = env.int("MAX_VOLUME_BYTES", default=512 * 1024**2)
 SEGANYPET_CHECKPOINT = env.str("SEGANYPET_CHECKPOINT", default="")
 
 # --- REST API -------------------------------------------------------------------------

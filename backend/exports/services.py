@@ -519,7 +519,7 @@ def import_label_file(scan: Scan, user, payload: bytes, filename: str = "") -> A
         kind, label_map = "DICOM SEG", _label_map_from_seg(scan, pet, payload, labels)
     else:
         kind = "NIfTI label map"
-        label_map, affine = read_uploaded_mask(payload)
+        label_map, affine = read_uploaded_mask(payload, tuple(pet.shape))
         if tuple(label_map.shape) != tuple(pet.shape) or not np.allclose(affine, np.asarray(pet.affine), atol=1e-3):
             raise MaskError(f"The label map's grid {tuple(label_map.shape)} is not this scan's PET grid "
                             f"{tuple(pet.shape)} (shape or affine differ).")

@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 
 from backend.interactive.events import broadcast_to_scan
@@ -234,7 +235,8 @@ def _import_label_map_as_draft(scan: Scan, label_map: np.ndarray) -> None:
 
 def _read_nifti(path: Path, what: str, kind: str):
     try:
-        return read_nifti(path, kind=kind)  # type: ignore[arg-type]
+        return read_nifti(path, kind=kind, max_voxels=settings.MAX_VOLUME_VOXELS,  # type: ignore[arg-type]
+                          max_bytes=settings.MAX_VOLUME_BYTES)
     except (NiftiError, OSError, ValueError) as error:
         raise IngestError(f"The {what} file cannot be read as NIfTI: {error}") from None
 
