@@ -201,6 +201,9 @@ def _check_reviewable(locked: Annotation, reviewer) -> None:
         raise NotAllowedError("Nobody reviews their own work (four-eyes rule).")
     if locked.is_consensus and locked.merged_from.filter(annotator=reviewer).exists():
         raise NotAllowedError("You contributed to this consensus; another reviewer must review it.")
+    # A manager may edit a reader's annotation; whoever wrote any version of it is not a second pair of eyes.
+    if locked.versions.filter(author=reviewer).exists():
+        raise NotAllowedError("You wrote a version of this annotation; another reviewer must review it.")
     if locked.state != AnnotationState.SUBMITTED:
         raise TransitionError(f"Only submitted annotations are reviewed; this one is {locked.get_state_display().lower()}.")
     if locked.claimed_by_id not in (None, reviewer.pk) and locked.claimed_until and locked.claimed_until > timezone.now():
