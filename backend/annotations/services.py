@@ -93,8 +93,11 @@ def open_annotation(scan: Scan, annotator) -> tuple[Annotation, bool]:
     return annotation, created
 
 
-def _checked_segments(project_id: int, object_map: np.ndarray, segments: list[dict]) -> list[dict]:
+def _checked_segments(project_id: int, object_map: np.ndarray, segments: list[dict],
+                      kept_labels: frozenset[int] = frozenset()) -> list[dict]:
+    """`kept_labels`: labels the base version already uses, which stay allowed after being archived."""
     labels = dict(Label.objects.filter(project_id=project_id).values_list("pk", "value"))
+    archived = set(Label.objects.filter(project_id=project_id, archived=True).values_list("pk", flat=True))
     counts = segment_voxel_counts(object_map)
     seen: set[int] = set()
     checked = []
@@ -105,6 +108,8 @@ def _checked_segments(project_id: int, object_map: np.ndarray, segments: list[di
             raise MaskError("Each segment needs an integer 'id' (object id in the mask) and 'label'.") from None
         if label_id not in labels:
             raise MaskError(f"Label {label_id} is not in this project's label set.")
+        if label_id in archived and label_id not in kept_labels:
+            raise MaskError(f"Label {label_id} is archived: existing objects keep it, new ones cannot use it.")
         if object_id in seen or object_id < 1:
             raise MaskError(f"Object id {object_id} is listed twice or is not positive.")
         seen.add(object_id)
@@ -122,7 +127,9 @@ def save_version(annotation: Annotation, author, *, base_version_id: int | None,
     if pet is None:
         raise TransitionError("The scan has no PET series.")
     object_map = as_object_map(object_map, pet)
-    segments = _checked_segments(annotation.project_id, object_map, segments)
+    base = AnnotationVersion.objects.filter(pk=base_version_id).values_list("segments", flat=True).first() or []
+    segments = _checked_segments(annotation.project_id, object_map, segments,
+                                 frozenset(int(s["label"]) for s in base if isinstance(s, dict) and "label" in s))
     relative = (f"{storage.scan_dir_relative(annotation.scan_id)}/annotations/{annotation.pk}/"
                 f"{uuid.uuid4().hex}.nii.gz")
     with transaction.atomic():

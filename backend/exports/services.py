@@ -315,6 +315,7 @@ def build_export(project: Project, settings: dict, sources: list[Source], root: 
     object_rows: list[dict] = []
     scan_rows: list[dict] = []
     images_done: set[int] = set()
+    unknown_objects: list[dict] = []
     for source in sources:
         scan, version = source.scan, source.version
         pet, ct = scan.pet, scan.ct
@@ -322,6 +323,13 @@ def build_export(project: Project, settings: dict, sources: list[Source], root: 
             notes.append(f"scan {scan.pk}: no PET series; annotation {source.annotation.pk} skipped.")
             continue
         prepared = _prepare(source, labels, chosen)
+        lost = [seg for seg in version.segments if seg["label"] not in all_labels]
+        if lost:  # a label deleted before labels in use were archived: say so, never drop silently
+            unknown_objects.extend({"annotation": source.annotation.pk, "version": version.pk,
+                                    "object": seg["id"], "label": seg["label"]} for seg in lost)
+            notes.append(f"annotation {source.annotation.pk} v{version.number}: objects "
+                         f"{[seg['id'] for seg in lost]} have labels {sorted({seg['label'] for seg in lost})} that "
+                         "are no longer in the project's label set; they are left out of every file.")
         affine = np.asarray(pet.affine, dtype=np.float64)
         origin = [version.pk]
         folder = f"scan{scan.pk:05d}"
@@ -379,6 +387,9 @@ def build_export(project: Project, settings: dict, sources: list[Source], root: 
     selection_note = (f"{len(sources)} annotation versions of {len({s.scan.pk for s in sources})} scans"
                       if sources else f"The filter selected no annotations ({describe_filter(settings)}); "
                                       "the export is empty.")
+    if unknown_objects:
+        selection_note += (f"; {len(unknown_objects)} objects have labels no longer in the project and were left "
+                           "out (see the manifest's unknown_label_objects)")
     manifest = {
         "format_version": FORMAT_VERSION,
         "generator": "SegAnyPET Studio",
@@ -406,6 +417,7 @@ def build_export(project: Project, settings: dict, sources: list[Source], root: 
                             "ids as in the statistics",
         },
         "notes": notes,
+        "unknown_label_objects": unknown_objects,
         "files": [writer.files[name] for name in sorted(writer.files)],
     }
     (root / MANIFEST).write_bytes(_json(manifest))
