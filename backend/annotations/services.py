@@ -348,16 +348,20 @@ def unassign(assignment: Assignment, manager) -> None:
 
 
 def visible_annotations(membership: Membership):
-    """Annotations this member may see; with blinded double reads an annotator sees another
-    reader's work on a scan only once their own is submitted and the other is too."""
+    """Annotations this member may see. With blinded double reads, blinding follows the reading, not the
+    roles: on a scan where the member has a reading of their own, they see another reader's work only
+    once their own is submitted and the other is too, even when they are also a manager or reviewer.
+    Managers and reviewers see every annotation of scans they do not read themselves."""
     queryset = Annotation.objects.filter(project=membership.project)
-    if membership.is_manager or membership.is_reviewer or not membership.project.blinded_double_read:
+    if not membership.project.blinded_double_read:
         return queryset
     reviewed = [AnnotationState.SUBMITTED, AnnotationState.APPROVED]
-    own_submitted_scans = Annotation.objects.filter(
-        project=membership.project, annotator=membership.user, is_consensus=False, state__in=reviewed,
-    ).values("scan_id")
-    return queryset.filter(Q(annotator=membership.user) | Q(scan_id__in=own_submitted_scans, state__in=reviewed))
+    own = Annotation.objects.filter(project=membership.project, annotator=membership.user, is_consensus=False)
+    visible = Q(annotator=membership.user) | Q(scan_id__in=own.filter(state__in=reviewed).values("scan_id"),
+                                               state__in=reviewed)
+    if membership.is_manager or membership.is_reviewer:
+        visible |= ~Q(scan_id__in=own.values("scan_id"))
+    return queryset.filter(visible)
 
 
 # --- consensus and engine output -----------------------------------------------------------------
