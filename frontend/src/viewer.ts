@@ -897,7 +897,8 @@ export class Viewer {
     socket.on("mask.accepted", (m) => {
       if (String(m.user) === this.me) return;
       toast(`${m.user} accepted a ${this.labels.find((l) => l.id === Number(m.label))?.name ?? "mask"}.`, "info");
-      void this.showAcceptedMask(Number(m.annotation));
+      // Blinded projects name no annotation: another reader's work stays hidden.
+      if (m.annotation != null) void this.showAcceptedMask(Number(m.annotation));
     });
     socket.on("presence", (m) => this.renderPresence(m));
     socket.on("progress", (m) => {
