@@ -90,6 +90,8 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "backend.health.views.locked_out"
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+# Login lockouts count per REMOTE_ADDR (never a client-written header); see NUM_PROXIES for throttles.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 
 ROOT_URLCONF = "backend.urls"
 ASGI_APPLICATION = "backend.asgi.application"
@@ -177,6 +179,9 @@ MAX_VOLUME_BYTES = env.int("MAX_VOLUME_BYTES", default=512 * 1024**2)
 SEGANYPET_CHECKPOINT = env.str("SEGANYPET_CHECKPOINT", default="")
 
 # --- REST API -------------------------------------------------------------------------
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+if NUM_PROXIES < 0:
+    raise ImproperlyConfigured("NUM_PROXIES must be 0 (no proxy) or the number of trusted proxies")
 REST_FRAMEWORK = {
     # Token first so that scripts get a 401 with WWW-Authenticate instead of a bare 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -195,6 +200,10 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "backend.projects.api_base.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_THROTTLE_RATES": {"auth": env.str("TOKEN_THROTTLE_RATE", default="10/min")},
+    # Throttles identify a client by REMOTE_ADDR, or with NUM_PROXIES trusted reverse proxies in front, by
+    # the address that many entries from the right of X-Forwarded-For (what the nearest proxy saw). Never
+    # by the whole header, which the client writes (DRF's default when this is None).
+    "NUM_PROXIES": NUM_PROXIES,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "SegAnyPET Studio API",
