@@ -27,6 +27,15 @@ from .models import Annotation, AnnotationState, AnnotationVersion, Approval, As
 CLAIM_MINUTES = 30
 
 
+# A review comment is a note, not a document: longer ones are refused (a 9 MB comment was once stored).
+MAX_COMMENT_CHARS = 10_000
+
+
+def _check_comment_length(body: str) -> None:
+    if len(body) > MAX_COMMENT_CHARS:
+        raise WorkflowError(f"Comments are limited to {MAX_COMMENT_CHARS} characters; this one has {len(body)}.")
+
+
 class WorkflowError(Exception):
     status_code = 400
     code = "invalid"
@@ -218,6 +227,7 @@ def _check_reviewable(locked: Annotation, reviewer) -> None:
 
 
 def approve(annotation: Annotation, reviewer, comment: str = "") -> Annotation:
+    _check_comment_length(comment)
     with transaction.atomic():
         locked = _locked(annotation)
         _check_reviewable(locked, reviewer)
@@ -299,6 +309,7 @@ def reassign(annotation: Annotation, manager, new_annotator) -> Annotation:
 
 def _new_comment(annotation: Annotation, author, body: str, *, object_id: int | None = None,
                  voxel: list[int] | None = None, parent: ReviewComment | None = None) -> ReviewComment:
+    _check_comment_length(body)
     version = annotation.current_version
     if object_id is not None and not any(s["id"] == object_id for s in (version.segments if version else [])):
         raise WorkflowError(f"Object {object_id} is not in the current version.")
