@@ -166,6 +166,17 @@ PROMPT_TIMEOUT_S = env.float("PROMPT_TIMEOUT_S", default=30.0)
 PRELOAD_ENGINES = env.list("PRELOAD_ENGINES", default=[])
 # An export whose worker shows no progress for this long is failed (or taken over by a redelivery).
 EXPORT_STALE_S = env.float("EXPORT_STALE_S", default=300.0)
+# An ingest without a heartbeat (a step) for this long lost its process: it is failed and cleaned up.
+INGEST_STALE_S = env.float("INGEST_STALE_S", default=900.0)
+# Celery beat (`celery -A backend beat`) runs the recovery of stale ingests and exports periodically;
+# the web container also runs `manage.py recover_stale` at start-up.
+CELERY_BEAT_SCHEDULE = {
+    "recover-stale-ingests-and-exports": {
+        "task": "backend.health.tasks.recover_stale",
+        "schedule": env.float("RECOVERY_INTERVAL_S", default=300.0),
+        "options": {"queue": "cpu"},
+    },
+}
 
 # --- Storage and limits ---------------------------------------------------------------
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024

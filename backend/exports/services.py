@@ -51,6 +51,7 @@ STATES = tuple(s.value for s in AnnotationState)
 PET_CHANNELS = {"PET": "z-score per case (nnU-Net's default for a channel not named CT)",
                 "noNorm": "no normalisation: absolute SUV reaches the network"}
 MANIFEST = "manifest.json"
+STAGING_PREFIX = ".staging-"
 FORMAT_VERSION = 1
 
 
@@ -188,10 +189,10 @@ def stale_after_s() -> float:
     return float(getattr(django_settings, "EXPORT_STALE_S", 300))
 
 
-def fail_stale_jobs(queryset) -> None:
+def fail_stale_jobs(queryset, stale_after: float | None = None) -> None:
     """Jobs whose worker stopped (killed, machine lost) are failed with a clear message. The archive
     is only moved into place at the very end, so nothing half-written is ever visible."""
-    cutoff = timezone.now() - timedelta(seconds=stale_after_s())
+    cutoff = timezone.now() - timedelta(seconds=stale_after_s() if stale_after is None else stale_after)
     queryset.filter(status=ExportStatus.RUNNING, heartbeat_at__lt=cutoff).update(
         status=ExportStatus.FAILED, finished_at=timezone.now(),
         message="The worker running this export stopped before it finished; nothing was written. Start it again.")
@@ -209,7 +210,8 @@ def run_export_job(job: ExportJob) -> ExportJob:
         return job  # already run (a redelivered task) or running elsewhere
     exports_dir = storage.media_path("exports")
     exports_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=exports_dir, prefix=".staging-"))
+    # Named after the job, so that recovery (recovery.py) knows whose staging a left-over folder was.
+    staging = Path(tempfile.mkdtemp(dir=exports_dir, prefix=f"{STAGING_PREFIX}{job.pk}-"))
     try:
         sources = select_sources(job.project, job.settings)
         progress = _Progress(job, len(sources) + 1)

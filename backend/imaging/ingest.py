@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from backend.interactive.events import broadcast_to_scan
 
@@ -83,7 +84,7 @@ def _matching_ct(pet: SeriesGroup, cts: Sequence[SeriesGroup]) -> SeriesGroup | 
 
 
 def _report(scan: Scan, progress: ProgressCallback | None, fraction: float, message: str) -> None:
-    Scan.objects.filter(pk=scan.pk).update(ingest_progress=fraction)
+    Scan.objects.filter(pk=scan.pk).update(ingest_progress=fraction, ingest_heartbeat_at=timezone.now())
     broadcast_to_scan(scan.pk, {"type": "progress", "task": "ingest", "scan": scan.pk,
                                 "fraction": round(fraction, 3), "message": message})
     if progress is not None:
@@ -298,8 +299,8 @@ def _finish(scan: Scan, pet_series: Series, suv: SuvResult, warnings: list[str])
 
 def all_or_nothing(scan: Scan, work: Callable[[], None]) -> Scan:
     """Run ingest `work` for `scan`; on any error the scan is failed with a message and emptied."""
-    scan.status = ScanStatus.INGESTING
-    scan.save(update_fields=["status"])
+    scan.status, scan.ingest_heartbeat_at = ScanStatus.INGESTING, timezone.now()
+    scan.save(update_fields=["status", "ingest_heartbeat_at"])
     try:
         work()
     except Exception as error:
