@@ -15,6 +15,7 @@ before any reorientation, and every voxel keeps its world position.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from dataclasses import dataclass
@@ -86,13 +87,14 @@ _HEADER_CLASSES = {348: nib.Nifti1Header, 540: nib.Nifti2Header}
 _CHUNK = 8 * 1024 * 1024
 
 
-def _open_stream(source: str | Path | bytes) -> BinaryIO:
-    """A byte stream of the (decompressed) file: gzip is decompressed lazily, as it is read."""
-    raw: BinaryIO = io.BytesIO(source) if isinstance(source, bytes | bytearray) else open(source, "rb")  # noqa: SIM115
+def _open_stream(source: str | Path | bytes, files: contextlib.ExitStack) -> BinaryIO:
+    """A byte stream of the (decompressed) file, closed with `files`: gzip is decompressed lazily, as read."""
+    raw: BinaryIO = io.BytesIO(source) if isinstance(source, bytes | bytearray) else files.enter_context(
+        open(source, "rb"))
     magic = raw.read(2)
     raw.seek(0)
     # ISA-L decompresses several times faster than the gzip module nibabel would use.
-    return igzip.IGzipFile(fileobj=raw, mode="rb") if magic == b"\x1f\x8b" else raw
+    return files.enter_context(igzip.IGzipFile(fileobj=raw, mode="rb")) if magic == b"\x1f\x8b" else raw
 
 
 def _read_exactly(stream: BinaryIO, size: int) -> bytes:
@@ -108,8 +110,8 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes:
 
 
 def _checked_header(head: bytes, max_voxels: int, max_bytes: int,
-                    expected_shape: tuple[int, ...] | None) -> tuple[int, int]:
-    """(vox_offset, data bytes) from the header, after checking its dimensions against the limits."""
+                    expected_shape: tuple[int, ...] | None) -> tuple[int, int, int]:
+    """(header size, vox_offset, data bytes) from the header, after checking its dimensions against the limits."""
     if len(head) < 348:
         raise NiftiError("Not a readable NIfTI file: too short to hold a NIfTI header.")
     size = next((n for n in (int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big"))
@@ -134,7 +136,7 @@ def _checked_header(head: bytes, max_voxels: int, max_bytes: int,
                          "nothing was read.")
     if not size <= vox_offset <= _MAX_VOX_OFFSET:
         raise NiftiError(f"The NIfTI header puts the voxels at an impossible offset ({vox_offset}).")
-    return vox_offset, voxels * itemsize
+    return size, vox_offset, voxels * itemsize
 
 
 def _load_image(source: str | Path | bytes, max_voxels: int = DEFAULT_MAX_VOXELS, max_bytes: int = DEFAULT_MAX_BYTES,
@@ -142,16 +144,15 @@ def _load_image(source: str | Path | bytes, max_voxels: int = DEFAULT_MAX_VOXELS
     """The image, read with bounded memory: the header's dimensions are checked before any voxel is
     decompressed, and no more than header + voxels is ever read from the (possibly gzip) stream."""
     try:
-        with _open_stream(source) as stream:
+        with contextlib.ExitStack() as files:
+            stream = _open_stream(source, files)
             head = _read_exactly(stream, 544)
-            vox_offset, data_bytes = _checked_header(head, max_voxels, max_bytes, expected_shape)
+            size, vox_offset, data_bytes = _checked_header(head, max_voxels, max_bytes, expected_shape)
             total = vox_offset + data_bytes
             payload = head[:total] + _read_exactly(stream, total - len(head)) if total > len(head) else head[:total]
         if len(payload) < total:
             raise NiftiError(f"The file ends before its image data does ({len(payload)} of {total} bytes).")
-        klass = nib.Nifti2Image if int.from_bytes(head[:4], "little") == 540 or \
-            int.from_bytes(head[:4], "big") == 540 else nib.Nifti1Image
-        image = klass.from_bytes(payload)
+        image = (nib.Nifti2Image if size == 540 else nib.Nifti1Image).from_bytes(payload)
     except NiftiError:
         raise
     except Exception as error:  # noqa: BLE001 - nibabel, gzip and OS errors come in many types
