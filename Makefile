@@ -53,7 +53,7 @@ run: install frontend
 	DEBUG=true $(PY) manage.py collectstatic --noinput -v0
 	DEBUG=true $(PY) manage.py seed_demo
 	@echo "Open http://$(HOST):$(PORT)/ and sign in with a demo user above."
-	DEBUG=true PRELOAD_ENGINES=$${PRELOAD_ENGINES-seganypet-demo} $(VENV)/bin/daphne -b $(HOST) -p $(PORT) backend.asgi:application
+	DEBUG=true PRELOAD_ENGINES=$${PRELOAD_ENGINES-seganypet-demo} $(VENV)/bin/uvicorn backend.asgi:application --host $(HOST) --port $(PORT)
 
 # The whole suite runs against PostgreSQL + Redis, then again in the embedded mode.
 test: system-deps install frontend test-frontend test-services test-embedded

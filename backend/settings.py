@@ -68,6 +68,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "backend.health.observability.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "backend.health.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -90,6 +91,8 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "backend.health.views.locked_out"
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+# Login lockouts count per REMOTE_ADDR (never a client-written header); see NUM_PROXIES for throttles.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 
 ROOT_URLCONF = "backend.urls"
 ASGI_APPLICATION = "backend.asgi.application"
@@ -163,6 +166,17 @@ PROMPT_TIMEOUT_S = env.float("PROMPT_TIMEOUT_S", default=30.0)
 PRELOAD_ENGINES = env.list("PRELOAD_ENGINES", default=[])
 # An export whose worker shows no progress for this long is failed (or taken over by a redelivery).
 EXPORT_STALE_S = env.float("EXPORT_STALE_S", default=300.0)
+# An ingest without a heartbeat (a step) for this long lost its process: it is failed and cleaned up.
+INGEST_STALE_S = env.float("INGEST_STALE_S", default=900.0)
+# Celery beat (`celery -A backend beat`) runs the recovery of stale ingests and exports periodically;
+# the web container also runs `manage.py recover_stale` at start-up.
+CELERY_BEAT_SCHEDULE = {
+    "recover-stale-ingests-and-exports": {
+        "task": "backend.health.tasks.recover_stale",
+        "schedule": env.float("RECOVERY_INTERVAL_S", default=300.0),
+        "options": {"queue": "cpu"},
+    },
+}
 
 # --- Storage and limits ---------------------------------------------------------------
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
@@ -170,6 +184,10 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=2 * 1024**3)
 # A whole-body PET/CT study is often 500-2000 single-slice files in one upload.
 DATA_UPLOAD_MAX_NUMBER_FILES = env.int("MAX_UPLOAD_FILES", default=5000)
+# An uploaded NIfTI volume (PET, CT, label map) larger than this is refused from its header, before
+# its (possibly gzip-compressed) data is read: a 512^3 CT fits. Reading takes about 3x the bytes.
+MAX_VOLUME_VOXELS = env.int("MAX_VOLUME_VOXELS", default=512**3)
+MAX_VOLUME_BYTES = env.int("MAX_VOLUME_BYTES", default=512 * 1024**2)
 
 # --- Segmentation engines (passed to worker.engines.registry when the app starts) -------------
 # The official SegAnyPET checkpoint; empty: the `seganypet` engine is listed as unavailable.
@@ -183,6 +201,9 @@ SEGANYPET_CACHE_MB = env.float("SEGANYPET_CACHE_MB", default=512.0)  # image-emb
 SEGANYPET_TORCH_THREADS = env.int("SEGANYPET_TORCH_THREADS", default=0)  # 0: the CPUs this process may use
 
 # --- REST API -------------------------------------------------------------------------
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+if NUM_PROXIES < 0:
+    raise ImproperlyConfigured("NUM_PROXIES must be 0 (no proxy) or the number of trusted proxies")
 REST_FRAMEWORK = {
     # Token first so that scripts get a 401 with WWW-Authenticate instead of a bare 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -201,6 +222,10 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "backend.projects.api_base.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_THROTTLE_RATES": {"auth": env.str("TOKEN_THROTTLE_RATE", default="10/min")},
+    # Throttles identify a client by REMOTE_ADDR, or with NUM_PROXIES trusted reverse proxies in front, by
+    # the address that many entries from the right of X-Forwarded-For (what the nearest proxy saw). Never
+    # by the whole header, which the client writes (DRF's default when this is None).
+    "NUM_PROXIES": NUM_PROXIES,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "SegAnyPET Studio API",
@@ -220,6 +245,11 @@ SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 315
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# See backend/health/csp.py for why each source is there.
+CONTENT_SECURITY_POLICY = env.str("CONTENT_SECURITY_POLICY", default=(
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"))
 if env.bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 

@@ -54,7 +54,7 @@ def client_process(url: str, cookie: str, label: int, points: list, seconds: flo
     from websockets.sync.client import connect
 
     records, problems = [], []
-    with connect(url, additional_headers={"Cookie": f"sessionid={cookie}", "Origin": "http://127.0.0.1"},
+    with connect(url, additional_headers={"Cookie": f"sessionid={cookie}", "Origin": url.replace("ws://", "http://").split("/ws/")[0]},
                  max_size=16 * 2**20, open_timeout=30) as ws:
         def next_message(timeout: float = 30, seq: int | None = None):
             """The next reply; with `seq`, the mask frame of that seq (earlier frames are stale)."""

@@ -44,7 +44,7 @@ def annotator(base: str, ws_url: str, setup: dict, index: int, seconds: float, q
     reader = setup["readers"][index]
     timings: dict[str, list[float]] = {"prompt": [], "accept": [], "submit": [], "review": []}
     errors: list[str] = []
-    with connect(ws_url, additional_headers={"Cookie": f"sessionid={reader['cookie']}", "Origin": "http://127.0.0.1"},
+    with connect(ws_url, additional_headers={"Cookie": f"sessionid={reader['cookie']}", "Origin": ws_url.replace("ws://", "http://").split("/ws/")[0]},
                  max_size=16 * 2**20, open_timeout=60) as ws:
         def reply(seq=None):
             while True:

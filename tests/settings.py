@@ -9,6 +9,8 @@ import tempfile
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-for-the-check-0123456789")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+# Test WebSocket clients send no Host header, so the page origin they claim is a trusted one.
+os.environ.setdefault("CSRF_TRUSTED_ORIGINS", "http://localhost")
 os.environ.setdefault("LOG_FORMAT", "plain")
 os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="seganypet-test-media-"))
 os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="seganypet-test-data-"))

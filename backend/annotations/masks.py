@@ -49,9 +49,11 @@ def read_version_mask(relative: str, sha256: str) -> np.ndarray:
         raise MaskError(f"The stored mask {relative} cannot be read: {error}") from None
 
 
-def read_uploaded_mask(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
+def read_uploaded_mask(payload: bytes, expected_shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The uploaded label map and its affine. With `expected_shape` (the PET grid) a file of any other
+    shape is refused from its header, before a (possibly gzip-bombed) voxel is decompressed."""
     try:
-        volume = read_nifti(payload, kind="label")
+        volume = read_nifti(payload, kind="label", expected_shape=expected_shape)
     except NiftiError as error:
         raise MaskError(f"The uploaded mask is not a usable NIfTI label map: {error}") from None
     return volume.array, volume.affine

@@ -26,6 +26,15 @@ from .models import Annotation, AnnotationState, AnnotationVersion, Approval, As
 CLAIM_MINUTES = 30
 
 
+# A review comment is a note, not a document: longer ones are refused (a 9 MB comment was once stored).
+MAX_COMMENT_CHARS = 10_000
+
+
+def _check_comment_length(body: str) -> None:
+    if len(body) > MAX_COMMENT_CHARS:
+        raise WorkflowError(f"Comments are limited to {MAX_COMMENT_CHARS} characters; this one has {len(body)}.")
+
+
 class WorkflowError(Exception):
     status_code = 400
     code = "invalid"
@@ -92,8 +101,11 @@ def open_annotation(scan: Scan, annotator) -> tuple[Annotation, bool]:
     return annotation, created
 
 
-def _checked_segments(project_id: int, object_map: np.ndarray, segments: list[dict]) -> list[dict]:
+def _checked_segments(project_id: int, object_map: np.ndarray, segments: list[dict],
+                      kept_labels: frozenset[int] = frozenset()) -> list[dict]:
+    """`kept_labels`: labels the base version already uses, which stay allowed after being archived."""
     labels = dict(Label.objects.filter(project_id=project_id).values_list("pk", "value"))
+    archived = set(Label.objects.filter(project_id=project_id, archived=True).values_list("pk", flat=True))
     counts = segment_voxel_counts(object_map)
     seen: set[int] = set()
     checked = []
@@ -104,6 +116,8 @@ def _checked_segments(project_id: int, object_map: np.ndarray, segments: list[di
             raise MaskError("Each segment needs an integer 'id' (object id in the mask) and 'label'.") from None
         if label_id not in labels:
             raise MaskError(f"Label {label_id} is not in this project's label set.")
+        if label_id in archived and label_id not in kept_labels:
+            raise MaskError(f"Label {label_id} is archived: existing objects keep it, new ones cannot use it.")
         if object_id in seen or object_id < 1:
             raise MaskError(f"Object id {object_id} is listed twice or is not positive.")
         seen.add(object_id)
@@ -121,7 +135,9 @@ def save_version(annotation: Annotation, author, *, base_version_id: int | None,
     if pet is None:
         raise TransitionError("The scan has no PET series.")
     object_map = as_object_map(object_map, pet)
-    segments = _checked_segments(annotation.project_id, object_map, segments)
+    base = AnnotationVersion.objects.filter(pk=base_version_id).values_list("segments", flat=True).first() or []
+    segments = _checked_segments(annotation.project_id, object_map, segments,
+                                 frozenset(int(s["label"]) for s in base if isinstance(s, dict) and "label" in s))
     relative = (f"{storage.scan_dir_relative(annotation.scan_id)}/annotations/{annotation.pk}/"
                 f"{uuid.uuid4().hex}.nii.gz")
     with transaction.atomic():
@@ -201,6 +217,9 @@ def _check_reviewable(locked: Annotation, reviewer) -> None:
         raise NotAllowedError("Nobody reviews their own work (four-eyes rule).")
     if locked.is_consensus and locked.merged_from.filter(annotator=reviewer).exists():
         raise NotAllowedError("You contributed to this consensus; another reviewer must review it.")
+    # A manager may edit a reader's annotation; whoever wrote any version of it is not a second pair of eyes.
+    if locked.versions.filter(author=reviewer).exists():
+        raise NotAllowedError("You wrote a version of this annotation; another reviewer must review it.")
     if locked.state != AnnotationState.SUBMITTED:
         raise TransitionError(f"Only submitted annotations are reviewed; this one is {locked.get_state_display().lower()}.")
     if locked.claimed_by_id not in (None, reviewer.pk) and locked.claimed_until and locked.claimed_until > timezone.now():
@@ -208,6 +227,7 @@ def _check_reviewable(locked: Annotation, reviewer) -> None:
 
 
 def approve(annotation: Annotation, reviewer, comment: str = "") -> Annotation:
+    _check_comment_length(comment)
     with transaction.atomic():
         locked = _locked(annotation)
         _check_reviewable(locked, reviewer)
@@ -289,6 +309,7 @@ def reassign(annotation: Annotation, manager, new_annotator) -> Annotation:
 
 def _new_comment(annotation: Annotation, author, body: str, *, object_id: int | None = None,
                  voxel: list[int] | None = None, parent: ReviewComment | None = None) -> ReviewComment:
+    _check_comment_length(body)
     version = annotation.current_version
     if object_id is not None and not any(s["id"] == object_id for s in (version.segments if version else [])):
         raise WorkflowError(f"Object {object_id} is not in the current version.")
@@ -338,16 +359,20 @@ def unassign(assignment: Assignment, manager) -> None:
 
 
 def visible_annotations(membership: Membership):
-    """Annotations this member may see; with blinded double reads an annotator sees another
-    reader's work on a scan only once their own is submitted and the other is too."""
+    """Annotations this member may see. With blinded double reads, blinding follows the reading, not the
+    roles: on a scan where the member has a reading of their own, they see another reader's work only
+    once their own is submitted and the other is too, even when they are also a manager or reviewer.
+    Managers and reviewers see every annotation of scans they do not read themselves."""
     queryset = Annotation.objects.filter(project=membership.project)
-    if membership.is_manager or membership.is_reviewer or not membership.project.blinded_double_read:
+    if not membership.project.blinded_double_read:
         return queryset
     reviewed = [AnnotationState.SUBMITTED, AnnotationState.APPROVED]
-    own_submitted_scans = Annotation.objects.filter(
-        project=membership.project, annotator=membership.user, is_consensus=False, state__in=reviewed,
-    ).values("scan_id")
-    return queryset.filter(Q(annotator=membership.user) | Q(scan_id__in=own_submitted_scans, state__in=reviewed))
+    own = Annotation.objects.filter(project=membership.project, annotator=membership.user, is_consensus=False)
+    visible = Q(annotator=membership.user) | Q(scan_id__in=own.filter(state__in=reviewed).values("scan_id"),
+                                               state__in=reviewed)
+    if membership.is_manager or membership.is_reviewer:
+        visible |= ~Q(scan_id__in=own.values("scan_id"))
+    return queryset.filter(visible)
 
 
 # --- consensus and engine output -----------------------------------------------------------------

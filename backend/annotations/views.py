@@ -104,8 +104,10 @@ class AnnotationViewSet(ProjectScopedViewSet, mixins.ListModelMixin, mixins.Retr
         annotation = self._owned()
         data = SaveVersionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        object_map, affine = read_uploaded_mask(data.validated_data["mask"].read())
-        if annotation.scan.pet and not np.allclose(affine, np.asarray(annotation.scan.pet.affine), atol=1e-3):
+        pet = annotation.scan.pet
+        object_map, affine = read_uploaded_mask(data.validated_data["mask"].read(),
+                                                tuple(pet.shape) if pet else None)
+        if pet and not np.allclose(affine, np.asarray(pet.affine), atol=1e-3):
             raise ValidationError({"mask": "The mask is not on this scan's PET grid (affine differs)."})
         version = services.save_version(
             annotation, request.user, base_version_id=data.validated_data["base_version"], object_map=object_map,

@@ -53,6 +53,7 @@ STATES = tuple(s.value for s in AnnotationState)
 PET_CHANNELS = {"PET": "z-score per case (nnU-Net's default for a channel not named CT)",
                 "noNorm": "no normalisation: absolute SUV reaches the network"}
 MANIFEST = "manifest.json"
+STAGING_PREFIX = ".staging-"
 FORMAT_VERSION = 1
 
 
@@ -190,10 +191,10 @@ def stale_after_s() -> float:
     return float(getattr(django_settings, "EXPORT_STALE_S", 300))
 
 
-def fail_stale_jobs(queryset) -> None:
+def fail_stale_jobs(queryset, stale_after: float | None = None) -> None:
     """Jobs whose worker stopped (killed, machine lost) are failed with a clear message. The archive
     is only moved into place at the very end, so nothing half-written is ever visible."""
-    cutoff = timezone.now() - timedelta(seconds=stale_after_s())
+    cutoff = timezone.now() - timedelta(seconds=stale_after_s() if stale_after is None else stale_after)
     queryset.filter(status=ExportStatus.RUNNING, heartbeat_at__lt=cutoff).update(
         status=ExportStatus.FAILED, finished_at=timezone.now(),
         message="The worker running this export stopped before it finished; nothing was written. Start it again.")
@@ -211,7 +212,8 @@ def run_export_job(job: ExportJob) -> ExportJob:
         return job  # already run (a redelivered task) or running elsewhere
     exports_dir = storage.media_path("exports")
     exports_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=exports_dir, prefix=".staging-"))
+    # Named after the job, so that recovery (recovery.py) knows whose staging a left-over folder was.
+    staging = Path(tempfile.mkdtemp(dir=exports_dir, prefix=f"{STAGING_PREFIX}{job.pk}-"))
     try:
         sources = select_sources(job.project, job.settings)
         progress = _Progress(job, len(sources) + 1)
@@ -317,6 +319,7 @@ def build_export(project: Project, settings: dict, sources: list[Source], root: 
     object_rows: list[dict] = []
     scan_rows: list[dict] = []
     images_done: set[int] = set()
+    unknown_objects: list[dict] = []
     for source in sources:
         scan, version = source.scan, source.version
         pet, ct = scan.pet, scan.ct
@@ -328,6 +331,13 @@ def build_export(project: Project, settings: dict, sources: list[Source], root: 
         except ScanDamaged as error:
             raise ExportError(str(error)) from None
         prepared = _prepare(source, labels, chosen)
+        lost = [seg for seg in version.segments if seg["label"] not in all_labels]
+        if lost:  # a label deleted before labels in use were archived: say so, never drop silently
+            unknown_objects.extend({"annotation": source.annotation.pk, "version": version.pk,
+                                    "object": seg["id"], "label": seg["label"]} for seg in lost)
+            notes.append(f"annotation {source.annotation.pk} v{version.number}: objects "
+                         f"{[seg['id'] for seg in lost]} have labels {sorted({seg['label'] for seg in lost})} that "
+                         "are no longer in the project's label set; they are left out of every file.")
         affine = np.asarray(pet.affine, dtype=np.float64)
         origin = [version.pk]
         folder = f"scan{scan.pk:05d}"
@@ -391,6 +401,9 @@ def build_export(project: Project, settings: dict, sources: list[Source], root: 
     selection_note = (f"{len(sources)} annotation versions of {len({s.scan.pk for s in sources})} scans"
                       if sources else f"The filter selected no annotations ({describe_filter(settings)}); "
                                       "the export is empty.")
+    if unknown_objects:
+        selection_note += (f"; {len(unknown_objects)} objects have labels no longer in the project and were left "
+                           "out (see the manifest's unknown_label_objects)")
     manifest = {
         "format_version": FORMAT_VERSION,
         "generator": "SegAnyPET Studio",
@@ -419,6 +432,7 @@ def build_export(project: Project, settings: dict, sources: list[Source], root: 
                             "ids as in the statistics",
         },
         "notes": notes,
+        "unknown_label_objects": unknown_objects,
         "files": [writer.files[name] for name in sorted(writer.files)],
     }
     (root / MANIFEST).write_bytes(_json(manifest))
@@ -546,7 +560,7 @@ def import_label_file(scan: Scan, user, payload: bytes, filename: str = "") -> A
         kind, label_map = "DICOM SEG", _label_map_from_seg(scan, pet, payload, labels)
     else:
         kind = "NIfTI label map"
-        label_map, affine = read_uploaded_mask(payload)
+        label_map, affine = read_uploaded_mask(payload, tuple(pet.shape))
         if tuple(label_map.shape) != tuple(pet.shape) or not np.allclose(affine, np.asarray(pet.affine), atol=1e-3):
             raise MaskError(f"The label map's grid {tuple(label_map.shape)} is not this scan's PET grid "
                             f"{tuple(pet.shape)} (shape or affine differ).")

@@ -14,7 +14,9 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from backend.interactive.events import broadcast_to_scan
 
@@ -88,7 +90,7 @@ def _matching_ct(pet: SeriesGroup, cts: Sequence[SeriesGroup]) -> SeriesGroup | 
 
 
 def _report(scan: Scan, progress: ProgressCallback | None, fraction: float, message: str) -> None:
-    Scan.objects.filter(pk=scan.pk).update(ingest_progress=fraction)
+    Scan.objects.filter(pk=scan.pk).update(ingest_progress=fraction, ingest_heartbeat_at=timezone.now())
     broadcast_to_scan(scan.pk, {"type": "progress", "task": "ingest", "scan": scan.pk,
                                 "fraction": round(fraction, 3), "message": message})
     if progress is not None:
@@ -245,7 +247,8 @@ def _import_label_map_as_draft(scan: Scan, label_map: np.ndarray) -> None:
 
 def _read_nifti(path: Path, what: str, kind: str):
     try:
-        return read_nifti(path, kind=kind)  # type: ignore[arg-type]
+        return read_nifti(path, kind=kind, max_voxels=settings.MAX_VOLUME_VOXELS,  # type: ignore[arg-type]
+                          max_bytes=settings.MAX_VOLUME_BYTES)
     except (NiftiError, OSError, ValueError) as error:
         raise IngestError(f"The {what} file cannot be read as NIfTI: {error}") from None
 
@@ -330,8 +333,8 @@ def _finish(scan: Scan, pet_series: Series, suv: SuvResult, warnings: list[str])
 
 def all_or_nothing(scan: Scan, work: Callable[[], None]) -> Scan:
     """Run ingest `work` for `scan`; on any error the scan is failed with a message and emptied."""
-    scan.status = ScanStatus.INGESTING
-    scan.save(update_fields=["status"])
+    scan.status, scan.ingest_heartbeat_at = ScanStatus.INGESTING, timezone.now()
+    scan.save(update_fields=["status", "ingest_heartbeat_at"])
     try:
         work()
     except Exception as error:

@@ -33,6 +33,10 @@ class Scan(models.Model):
     status = models.CharField(max_length=32, choices=ScanStatus.choices, default=ScanStatus.PENDING)
     status_message = models.TextField(blank=True)
     ingest_progress = models.FloatField(default=0.0)
+    # Set at every ingest step: an "ingesting" scan whose heartbeat stopped lost its process (recovery.py).
+    ingest_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The upload's staging folder while it waits for (or goes through) ingest, for recovery to remove.
+    staging_dir = models.CharField(max_length=500, blank=True)
     imported_labels_file = models.CharField(
         max_length=300, blank=True, help_text="Label map uploaded with the scan (becomes a draft annotation)."
     )

@@ -15,10 +15,12 @@ before any reorientation, and every voxel keeps its world position.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import nibabel as nib
 import numpy as np
@@ -75,22 +77,86 @@ def _spacing(affine: np.ndarray) -> tuple[float, float, float]:
     return float(lengths[0]), float(lengths[1]), float(lengths[2])
 
 
-def _load_image(source: str | Path | bytes) -> nib.Nifti1Image:
+# Checked against the header before any voxel is read: a 512 x 512 x 512 CT fits (as float32, which is
+# how images are returned); a gzip bomb (a 1 MB file that claims, and expands to, a gigabyte) does not.
+DEFAULT_MAX_VOXELS = 512**3
+DEFAULT_MAX_BYTES = 512 * 1024**2  # voxels x the stored data type's size
+# Header plus extensions; anything beyond this before the voxels is not a volume we want.
+_MAX_VOX_OFFSET = 16 * 1024 * 1024
+_HEADER_CLASSES = {348: nib.Nifti1Header, 540: nib.Nifti2Header}
+_CHUNK = 8 * 1024 * 1024
+
+
+def _open_stream(source: str | Path | bytes, files: contextlib.ExitStack) -> BinaryIO:
+    """A byte stream of the (decompressed) file, closed with `files`: gzip is decompressed lazily, as read."""
+    raw: BinaryIO = io.BytesIO(source) if isinstance(source, bytes | bytearray) else files.enter_context(
+        open(source, "rb"))
+    magic = raw.read(2)
+    raw.seek(0)
+    # ISA-L decompresses several times faster than the gzip module nibabel would use.
+    return files.enter_context(igzip.IGzipFile(fileobj=raw, mode="rb")) if magic == b"\x1f\x8b" else raw
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytes:
+    """Up to `size` bytes; never more, so a stream that goes on expanding costs nothing beyond the cap."""
+    parts, left = [], size
+    while left > 0:
+        part = stream.read(min(left, _CHUNK))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+def _checked_header(head: bytes, max_voxels: int, max_bytes: int,
+                    expected_shape: tuple[int, ...] | None) -> tuple[int, int, int]:
+    """(header size, vox_offset, data bytes) from the header, after checking its dimensions against the limits."""
+    if len(head) < 348:
+        raise NiftiError("Not a readable NIfTI file: too short to hold a NIfTI header.")
+    size = next((n for n in (int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big"))
+                 if n in _HEADER_CLASSES), None)
+    if size is None or len(head) < size:
+        raise NiftiError("Not a readable NIfTI file: it does not start with a NIfTI-1 or NIfTI-2 header.")
     try:
-        if isinstance(source, bytes | bytearray):
-            payload = bytes(source)
-            if payload[:2] == b"\x1f\x8b":
-                payload = igzip.decompress(payload)
-            image = nib.Nifti1Image.from_bytes(payload)
-        elif str(source).endswith(".gz"):
-            # ISA-L decompresses several times faster than the gzip module nibabel would use.
-            image = nib.Nifti1Image.from_bytes(igzip.decompress(Path(source).read_bytes()))
-        else:
-            image = nib.load(str(source))
-    except Exception as error:  # noqa: BLE001 - nibabel raises many types for bad files
+        header = _HEADER_CLASSES[size](binaryblock=head[:size], check=False)
+        shape = tuple(int(n) for n in header.get_data_shape())
+        itemsize = header.get_data_dtype().itemsize
+        vox_offset = int(header["vox_offset"])
+    except Exception as error:  # noqa: BLE001 - a garbled header raises many types
+        raise NiftiError(f"The NIfTI header cannot be read: {error}") from None
+    if len(shape) < 3 or any(n != 1 for n in shape[3:]):
+        raise NiftiError(f"Expected a 3D volume, got dimensions {shape}.")
+    if expected_shape is not None and tuple(reversed(shape[:3])) != tuple(expected_shape):
+        raise NiftiError(f"The image has shape {tuple(reversed(shape[:3]))}; the PET grid is {tuple(expected_shape)}.")
+    voxels = int(np.prod(shape, dtype=np.int64))
+    if any(n < 1 for n in shape) or voxels > max_voxels or voxels * itemsize > max_bytes:
+        raise NiftiError(f"The image's dimensions {'x'.join(map(str, shape[:3]))} ({voxels} voxels of "
+                         f"{itemsize} bytes) exceed the limit of {max_voxels} voxels and {max_bytes} bytes; "
+                         "nothing was read.")
+    if not size <= vox_offset <= _MAX_VOX_OFFSET:
+        raise NiftiError(f"The NIfTI header puts the voxels at an impossible offset ({vox_offset}).")
+    return size, vox_offset, voxels * itemsize
+
+
+def _load_image(source: str | Path | bytes, max_voxels: int = DEFAULT_MAX_VOXELS, max_bytes: int = DEFAULT_MAX_BYTES,
+                expected_shape: tuple[int, ...] | None = None) -> nib.Nifti1Image:
+    """The image, read with bounded memory: the header's dimensions are checked before any voxel is
+    decompressed, and no more than header + voxels is ever read from the (possibly gzip) stream."""
+    try:
+        with contextlib.ExitStack() as files:
+            stream = _open_stream(source, files)
+            head = _read_exactly(stream, 544)
+            size, vox_offset, data_bytes = _checked_header(head, max_voxels, max_bytes, expected_shape)
+            total = vox_offset + data_bytes
+            payload = head[:total] + _read_exactly(stream, total - len(head)) if total > len(head) else head[:total]
+        if len(payload) < total:
+            raise NiftiError(f"The file ends before its image data does ({len(payload)} of {total} bytes).")
+        image = (nib.Nifti2Image if size == 540 else nib.Nifti1Image).from_bytes(payload)
+    except NiftiError:
+        raise
+    except Exception as error:  # noqa: BLE001 - nibabel, gzip and OS errors come in many types
         raise NiftiError(f"Not a readable NIfTI file: {error}") from error
-    if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
-        raise NiftiError(f"Expected a NIfTI image, got {type(image).__name__}")
     return image
 
 
@@ -116,13 +182,16 @@ def _label_array(image: nib.Nifti1Image) -> np.ndarray:
     return values.astype(dtype)
 
 
-def read_nifti(source: str | Path | bytes, kind: VolumeKind = "image") -> NiftiVolume:
+def read_nifti(source: str | Path | bytes, kind: VolumeKind = "image", *, max_voxels: int = DEFAULT_MAX_VOXELS,
+               max_bytes: int = DEFAULT_MAX_BYTES, expected_shape: tuple[int, ...] | None = None) -> NiftiVolume:
     """Read a PET (SUV or Bq/ml), CT or label NIfTI into [slice, row, col] order with an LPS affine.
 
     Images come back as float32 with scl_slope/scl_inter applied; labels as uint8/uint16. The affine is the
-    one nibabel chooses (sform when set, else qform).
+    one nibabel chooses (sform when set, else qform). Files with more than `max_voxels` voxels or `max_bytes`
+    bytes of voxel data, or (when given) another [slice, row, col] shape than `expected_shape`, are refused
+    from the header, before their voxels are read or decompressed.
     """
-    image = _load_image(source)
+    image = _load_image(source, max_voxels, max_bytes, expected_shape)
     data = _label_array(image) if kind == "label" else _three_dimensional(image.get_fdata(dtype=np.float32))
     affine_ras = np.asarray(image.affine, dtype=np.float64)
     if abs(np.linalg.det(affine_ras[:3, :3])) < 1e-12:

@@ -31,4 +31,5 @@ def ingest_upload(scan_id: int, staging_dir: str, kind: str = "dicom", nifti: di
         return scan.status
     finally:
         discard(staging_dir)
+        Scan.objects.filter(pk=scan_id, staging_dir=staging_dir).update(staging_dir="")  # recovery has nothing left
 

@@ -59,7 +59,7 @@ class ScanViewSet(ProjectScopedViewSet, mixins.ListModelMixin, mixins.RetrieveMo
             with transaction.atomic():
                 scan = Scan.objects.create(project=self.project, name=data.get("name", ""),
                                            tracer=data.get("tracer", ""), created_by=request.user,
-                                           status=ScanStatus.PENDING)
+                                           status=ScanStatus.PENDING, staging_dir=str(staging))
                 transaction.on_commit(lambda: ingest_upload.delay(scan.pk, str(staging), "nifti" if nifti else "dicom",
                                                                   nifti))
         except Exception:

@@ -20,10 +20,10 @@ from backend.health.observability import PROMPT_ROUND_TRIP
 from backend.imaging.models import Scan
 from backend.projects.access import membership_for
 from backend.projects.api_base import ANY_MEMBER
-from backend.projects.models import Role
+from backend.projects.models import Label, Role
 
 from . import dispatch, presence, protocol, sessions
-from .events import scan_group
+from .events import member_group, scan_group
 
 log = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
@@ -59,6 +59,10 @@ def _load_scan_for(user, scan_id: int):
         return None, None
 
 
+def _label_archived(project_id: int, label_id: int) -> bool:
+    return Label.objects.filter(project_id=project_id, pk=label_id, archived=True).exists()
+
+
 class ScanConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.pending: dict[tuple[str, int], tuple[str, asyncio.Task]] = {}
@@ -80,6 +84,9 @@ class ScanConsumer(AsyncWebsocketConsumer):
         self.volume_shape = tuple(scan.pet.shape) if scan.pet else (0, 0, 0)
         self.group = scan_group(self.scan_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        # Revoking this user's membership closes the socket at once (not at their next message).
+        self.member_group = member_group(scan.project_id, user.pk)
+        await self.channel_layer.group_add(self.member_group, self.channel_name)
         await self.accept()
         await self.send_json({"type": "hello", "scan": self.scan_id, "user": user.username,
                               "roles": membership.roles, "protocol": protocol.PROTOCOL_VERSION})
@@ -90,6 +97,8 @@ class ScanConsumer(AsyncWebsocketConsumer):
         if not hasattr(self, "group"):
             return
         await self.channel_layer.group_discard(self.group, self.channel_name)
+        if hasattr(self, "member_group"):
+            await self.channel_layer.group_discard(self.member_group, self.channel_name)
         for _task_id, timer in self.pending.values():
             timer.cancel()
         if self.pending:
@@ -174,6 +183,9 @@ class ScanConsumer(AsyncWebsocketConsumer):
             await self.send_json({"type": "session.closed", "session": message.session})
 
     async def open_session(self, message: protocol.Message) -> None:
+        if await database_sync_to_async(_label_archived)(self.scan.project_id, message.data["label"]):
+            raise protocol.ProtocolError("label_archived", "This label is archived: objects that have it keep it, "
+                                         "new ones cannot take it.", message.seq)
         session, resumed = await database_sync_to_async(sessions.open_session)(
             self.scan, self.scope["user"], message.data["label"], message.data["engine"], message.data["annotation"])
         self.sessions_used.add(str(session.pk))
@@ -193,9 +205,12 @@ class ScanConsumer(AsyncWebsocketConsumer):
                  "version": version.pk, "number": version.number, "object": new_object["id"],
                  "label": new_object["label"]}
         await self.send_json(reply)
-        await self.channel_layer.group_send(self.group, {"type": "scan.event", "payload": {
-            "type": "mask.accepted", "user": self.scope["user"].username, "annotation": annotation.pk,
-            "version": version.pk, "label": new_object["label"], "object": new_object["id"]}})
+        event = {"type": "mask.accepted", "user": self.scope["user"].username, "annotation": annotation.pk,
+                 "version": version.pk, "label": new_object["label"], "object": new_object["id"]}
+        if self.scan.project.blinded_double_read:
+            # Blinded readers must not learn (and then fetch) each other's annotations: only who and what.
+            event = {key: event[key] for key in ("type", "user", "label")}
+        await self.channel_layer.group_send(self.group, {"type": "scan.event", "payload": event})
 
     # --- prompts to workers and back ---------------------------------------------------------------
 
@@ -267,6 +282,12 @@ class ScanConsumer(AsyncWebsocketConsumer):
         users = await database_sync_to_async(presence.listing)(self.scan_id)
         await self.channel_layer.group_send(self.group, {"type": "scan.event",
                                                          "payload": {"type": "presence", "users": users}})
+
+    async def membership_revoked(self, event: dict) -> None:
+        """The user was removed from the project: nothing more reaches them on this socket."""
+        self.membership = None
+        await self.send_error("forbidden", "you no longer have access to this scan")
+        await self.close(code=CLOSE_NOT_FOUND)
 
     async def scan_event(self, event: dict) -> None:
         """Relay of group broadcasts (progress, presence, notifications, accepted masks) to this client."""

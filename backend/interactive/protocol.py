@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import uuid
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,9 +62,16 @@ def _box(value: Any) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
 
 
 def _session(value: Any) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= 64:
-        raise ProtocolError("malformed", "'session' must be the session id string from session.opened")
-    return value
+    """A session id is the UUID string session.opened gave; anything else is refused here, before a
+    database lookup could fail on it."""
+    try:
+        return str(uuid.UUID(value)) if isinstance(value, str) and len(value) <= 64 else _bad_session()
+    except ValueError:
+        return _bad_session()
+
+
+def _bad_session() -> str:
+    raise ProtocolError("malformed", "'session' must be the session id (a UUID) from session.opened")
 
 
 def _validated(raw: dict[str, Any]) -> Message:

@@ -7,9 +7,10 @@ permission-matrix test reads the same policy.
 
 from __future__ import annotations
 
+import errno
 from typing import ClassVar
 
-from django.db import InterfaceError, OperationalError
+from django.db import DataError, InterfaceError, OperationalError
 from django.db.models import ProtectedError
 from rest_framework import viewsets
 from rest_framework.exceptions import PermissionDenied
@@ -80,6 +81,13 @@ def api_exception_handler(exc, context):
         return Response({"detail": exc.message, "code": exc.code, **exc.extra}, status=exc.status_code)
     if isinstance(exc, MaskError | IngestError | PromptError):
         return Response({"detail": str(exc), "code": "invalid"}, status=400)
+    if isinstance(exc, RecursionError):  # JSON nested thousands deep
+        return Response({"detail": "The request is nested too deeply.", "code": "invalid"}, status=400)
+    if isinstance(exc, OverflowError | DataError):  # e.g. an id above 2^63 in the body or the query string
+        return Response({"detail": "A value in the request is out of range (ids and numbers must fit in 64 bits).",
+                         "code": "invalid"}, status=400)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return service_unavailable("The server's storage is full; nothing was saved. Retry once space is freed.")
     if isinstance(exc, OperationalError | InterfaceError):
         return service_unavailable("The database is unavailable for a moment; nothing was changed. Retry shortly.")
     if isinstance(exc, ProtectedError):

@@ -1,13 +1,24 @@
 from __future__ import annotations
 
 from django.db.models import Prefetch
-from rest_framework import permissions, viewsets
+from rest_framework import permissions, status, viewsets
 from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
 
 from .access import membership_for, projects_visible_to
 from .api_base import READ_ANY_MEMBER_WRITE_MANAGER, ProjectScopedViewSet, check_role
 from .models import Label, Membership, Project, Role
 from .serializers import LabelSerializer, MembershipSerializer, ProjectSerializer
+
+
+def label_in_use(label: Label) -> bool:
+    """Whether any version of any annotation in the label's project has an object of this label."""
+    from backend.annotations.models import AnnotationVersion
+
+    versions = AnnotationVersion.objects.filter(annotation__project_id=label.project_id)
+    # Segments are a JSON list; SQLite has no JSON containment lookup, so this is checked in Python.
+    return any(any(isinstance(s, dict) and s.get("label") == label.pk for s in segments or [])
+               for segments in versions.values_list("segments", flat=True).iterator())
 
 
 class CanCreateProjects(permissions.BasePermission):
@@ -78,11 +89,24 @@ class MembershipViewSet(ProjectScopedViewSet, viewsets.ModelViewSet):
 class LabelViewSet(ProjectScopedViewSet, viewsets.ModelViewSet):
     serializer_class = LabelSerializer
     role_policy = READ_ANY_MEMBER_WRITE_MANAGER
-    filterset_fields = ["kind"]
+    filterset_fields = ["kind", "archived"]
     search_fields = ["name"]
 
     queryset = Label.objects.all()
 
     def perform_create(self, serializer) -> None:
         serializer.save(project=self.project)
+
+    def destroy(self, request, *args, **kwargs):
+        """Delete a label; one that any annotation version uses is archived instead (200 with the label),
+        so that those objects, their statistics and every later export keep their label."""
+        label = self.get_object()
+        if not label_in_use(label):
+            label.delete()
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        if not label.archived:
+            label.archived = True
+            label.save(update_fields=["archived"])
+        return Response(LabelSerializer(label, context=self.get_serializer_context()).data
+                        | {"detail": "Annotations use this label, so it was archived rather than deleted."})
 

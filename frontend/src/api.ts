@@ -2,7 +2,8 @@
 import type { Mat4, Vec3 } from "./geometry";
 
 export interface Project { id: number; name: string; description: string; my_roles?: string[]; default_engine?: string }
-export interface Label { id: number; name: string; value: number; color: string; kind: string }
+/** `archived`: kept for the objects that use it, not offered for new ones. */
+export interface Label { id: number; name: string; value: number; color: string; kind: string; archived?: boolean }
 export interface Series {
   id: number; modality: string; shape: Vec3; spacing: Vec3; affine: Mat4; units: string; raw_units: string;
   suv: Record<string, unknown> | null; description: string;

@@ -216,7 +216,7 @@ export class Viewer {
     ]);
     void me;
     this.labels = labels.sort((a, b) => a.value - b.value);
-    this.activeLabel = this.labels[0] ?? null;
+    this.activeLabel = this.choosableLabels()[0] ?? null;
     const init = initCornerstone();
     let petFraction = 0;
     let ctFraction = hasCt ? 0 : 1;
@@ -493,11 +493,16 @@ export class Viewer {
   }
   private ctWindowSet = false;
 
+  /** Labels a new object may take; archived ones still name the objects that already use them. */
+  private choosableLabels(): Label[] {
+    return this.labels.filter((l) => !l.archived);
+  }
+
   private renderLabels(): void {
     const box = this.$("labels");
     box.innerHTML = "";
-    if (!this.labels.length) box.textContent = "This project has no labels yet.";
-    this.labels.forEach((label, i) => {
+    if (!this.choosableLabels().length) box.textContent = "This project has no labels yet.";
+    this.choosableLabels().forEach((label, i) => {
       const button = el("button", {
         class: `label ${label.id === this.activeLabel?.id ? "active" : ""}`,
         "data-label": String(label.id),
@@ -892,7 +897,8 @@ export class Viewer {
     socket.on("mask.accepted", (m) => {
       if (String(m.user) === this.me) return;
       toast(`${m.user} accepted a ${this.labels.find((l) => l.id === Number(m.label))?.name ?? "mask"}.`, "info");
-      void this.showAcceptedMask(Number(m.annotation));
+      // Blinded projects name no annotation: another reader's work stays hidden.
+      if (m.annotation != null) void this.showAcceptedMask(Number(m.annotation));
     });
     socket.on("presence", (m) => this.renderPresence(m));
     socket.on("progress", (m) => {
@@ -1141,7 +1147,7 @@ export class Viewer {
       if (ctrl && key.toLowerCase() === "y") { e.preventDefault(); this.command("redo"); return; }
       if (ctrl) return;
       if (/^[1-9]$/.test(key)) {
-        const label = this.labels[Number(key) - 1];
+        const label = this.choosableLabels()[Number(key) - 1];
         if (label) this.selectLabel(label);
         return;
       }

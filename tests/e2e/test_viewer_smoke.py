@@ -45,3 +45,6 @@ def test_viewer_renders_pet(reader):
     assert "SUV" in cursor or "outside" in cursor, cursor
     page_errors = [e for e in errors if e.startswith("pageerror")]
     assert not page_errors, page_errors
+    # The page ran under the server's Content-Security-Policy: nothing it needed was refused.
+    refused = [e for e in errors if "Content Security Policy" in e or "Refused to" in e]
+    assert not refused, refused

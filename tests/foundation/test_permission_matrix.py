@@ -131,3 +131,66 @@ def test_the_matrix_covers_every_project_route() -> None:
     names = {route.name for route in api_routes()}
     assert {"project-detail", "membership-list", "membership-detail", "label-list", "label-detail",
             "scan-list", "scan-detail"} <= names
+
+
+# --- role combinations on a blinded project ----------------------------------------------------------
+# A person may hold several roles. Each action is allowed when any held role allows it; and blinding
+# follows the reading: a combination that reads the scan itself (its own draft there) does not see the
+# other reader's draft, whatever its other roles, so routes on that annotation answer 404.
+
+COMBINATIONS = [("annotator", "reviewer"), ("manager", "reviewer"), ("manager", "annotator")]
+
+
+def _combination_cases():
+    for route in api_routes():
+        for method, action in route.actions.items():
+            for roles in COMBINATIONS:
+                yield pytest.param(route, method, action, roles, id=f"{route.name}-{method}-{'+'.join(roles)}")
+
+
+def _reads_another_readers_work(route: Route) -> bool:
+    model = route.viewset.queryset.model
+    return "(?P<pk>" in route.regex and (model.__name__ == "Annotation" or hasattr(model, "version"))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("route,method,action,roles", list(_combination_cases()))
+def test_role_combinations_on_a_blinded_project(route: Route, method: str, action: str, roles: tuple) -> None:
+    import numpy as np
+
+    from backend.annotations.services import open_annotation, save_version
+    from backend.projects.models import Membership
+
+    world = make_project_world("alice")
+    world["project"].blinded_double_read = True
+    world["project"].save()
+    person = make_user("pat")
+    membership = Membership(project=world["project"], user=person)
+    membership.set_roles(list(roles))
+    membership.save()
+    # Pat reads the scan too: a draft of their own beside the annotator's draft.
+    own, _ = open_annotation(world["scan"], person)
+    save_version(own, person, base_version_id=None, object_map=np.ones((4, 4, 4), dtype=np.uint8),
+                 segments=[{"id": 1, "label": world["label"].pk}], source="manual")
+    client = APIClient()
+    client.force_authenticate(person)
+
+    model = route.viewset.queryset.model
+    if _reads_another_readers_work(route):
+        target = world["annotation"]  # the other reader's draft
+        pk = target.pk if model.__name__ == "Annotation" else model.objects.filter(
+            version__annotation=target).values_list("pk", flat=True).first()
+    elif model.__name__ == "Membership" and "(?P<pk>" in route.regex:
+        pk = Membership.objects.get(project=world["project"], user=world["reviewer"]).pk
+    else:
+        pk = _object_in(route, world)
+    response = getattr(client, method)(_fill(route.regex, world["project"].pk, pk), {}, format="json")
+
+    allowed = route.viewset.role_policy.get(action)
+    assert allowed is not None, f"{route.viewset.__name__} has no role policy for {action!r}"
+    if not set(roles) & set(allowed):
+        assert response.status_code == 403, (response.status_code, response.content)
+    elif _reads_another_readers_work(route):
+        assert response.status_code == 404, (response.status_code, response.content)  # blinded
+    else:
+        assert response.status_code not in (401, 403, 404, 405), (response.status_code, response.content)

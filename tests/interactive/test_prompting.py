@@ -173,8 +173,11 @@ async def test_engine_failures_and_bad_prompts_are_errors_not_hangs(phantom_worl
     await client.receive()
     await client.send(type="prompt", session=session, seq=1, point={"index": [1, 1, 1], "positive": True})
     assert (await client.receive())["code"] == "malformed"  # seq must increase
-    await client.send(type="prompt", session="not-a-session", seq=5, point={"index": [1, 1, 1], "positive": True})
+    await client.send(type="prompt", session="00000000-0000-4000-8000-000000000000", seq=5,
+                      point={"index": [1, 1, 1], "positive": True})
     assert (await client.receive())["code"] == "not_found"
+    await client.send(type="prompt", session="not-a-session", seq=6, point={"index": [1, 1, 1], "positive": True})
+    assert (await client.receive())["code"] == "malformed"  # not a session id at all
     await client.send(type="session.open", label=999999)
     assert (await client.receive())["code"] == "not_found"
     await client.send(type="session.open", label=phantom_world["lesion"].pk, engine="nope")

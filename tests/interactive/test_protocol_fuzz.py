@@ -73,7 +73,7 @@ def test_frames_with_lying_lengths_are_refused(length, tail):
 def test_mask_frames_round_trip(seed):
     rng = np.random.default_rng(seed)
     mask = rng.random(SHAPE) > rng.random()
-    frame = protocol.encode_mask(mask, {"type": "accept", "session": "s" * 36, "seq": 3})
+    frame = protocol.encode_mask(mask, {"type": "accept", "session": "5e55105e-0000-4000-8000-000000000000", "seq": 3})
     message = protocol.parse_binary(frame, SHAPE)
     assert message.type == "accept" and message.seq == 3
     assert np.array_equal(message.mask, mask)
@@ -83,7 +83,7 @@ def test_a_zip_bomb_payload_is_refused_without_inflating_it():
     import struct
     import zlib
 
-    header = json.dumps({"type": "accept", "session": "s" * 36, "seq": 1, "bbox": [[0, 0, 0], [2, 2, 2]]}).encode()
+    header = json.dumps({"type": "accept", "session": "5e55105e-0000-4000-8000-000000000000", "seq": 1, "bbox": [[0, 0, 0], [2, 2, 2]]}).encode()
     bomb = zlib.compress(b"\xff" * 50_000_000)
     try:
         protocol.parse_binary(struct.pack("<I", len(header)) + header + bomb, SHAPE)
