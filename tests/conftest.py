@@ -104,3 +104,13 @@ def engine_settings():
     previous = registry.current_settings()
     yield lambda **changes: registry.configure(**changes)
     registry.configure(previous)
+
+
+@pytest.fixture(autouse=True)
+def fresh_per_process_caches():
+    """Per-process caches keyed by database ids: tests roll their rows back, so ids come round again,
+    which never happens to a running server."""
+    from backend.interactive.sessions import pet_info
+
+    pet_info.cache_clear()
+    yield
