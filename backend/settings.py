@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "backend.interactive",
     "backend.quantification",
     "backend.exports",
+    "backend.pacs",
 ]
 
 MIDDLEWARE = [
