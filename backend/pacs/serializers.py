@@ -72,8 +72,8 @@ class StudySearchSerializer(serializers.Serializer):
     patient_name = serializers.CharField(required=False, allow_blank=True, max_length=200)
     date_from = serializers.DateField(required=False, allow_null=True)
     date_to = serializers.DateField(required=False, allow_null=True)
-    modality = serializers.ChoiceField(choices=["PT", "CT", ""], required=False, default="PT",
-                                       help_text="ModalitiesInStudy (default PT); empty: any")
+    modality = serializers.ChoiceField(choices=["PT", "CT", "any"], required=False, default="PT",
+                                       help_text="ModalitiesInStudy (default PT); 'any': no modality filter")
     limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=50)
 
     def validate(self, attrs: dict) -> dict:

@@ -131,6 +131,14 @@ def search_studies(source: DicomWebSource, *, patient_id: str = "", patient_name
 
 def choose_series(series: list[SeriesInfo], study_uid: str, wanted: list[str] | None = None) -> list[SeriesInfo]:
     """The PET series (exactly one) and the largest CT, or the series the caller named (checked)."""
+    counts: dict[str, int] = {}
+    for item in series:
+        counts[item.uid] = counts.get(item.uid, 0) + 1
+    split = [uid for uid, count in counts.items() if count > 1]
+    if split:
+        # A PACS indexes by patient first (Orthanc does): one series UID under two patients shows up twice.
+        raise ImportRefused(f"Series {split[0]} is listed {counts[split[0]]} times by the PACS: its instances belong "
+                            "to different patients (a mixed-patient series); nothing was imported.")
     by_uid = {s.uid: s for s in series}
     if wanted:
         unknown = [uid for uid in wanted if uid not in by_uid]

@@ -59,7 +59,10 @@ class DicomWebSourceViewSet(PacsErrorsMixin, ProjectScopedViewSet, viewsets.Mode
         source = self.get_object()
         query = StudySearchSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        found = services.search_studies(source, **query.validated_data)
+        filters = dict(query.validated_data)
+        if filters.get("modality") == "any":
+            filters["modality"] = ""
+        found = services.search_studies(source, **filters)
         return Response(StudySerializer(found, many=True).data)
 
 

@@ -1,0 +1,140 @@
+"""Faults during an import: the PACS dies mid-retrieve (then resume), wrong password, PACS down, mixed patients."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from backend.imaging.models import Scan, ScanStatus, Series
+from backend.pacs.models import ImportStatus, PacsImport
+from backend.pacs.services import ImportRefused, check_instance, run_import, start_import
+
+from .conftest import client_for, make_source
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_tasks")]
+
+
+def test_killed_mid_retrieve_then_resumed(world, orthanc, pet_ct_study, django_capture_on_commit_callbacks):
+    orthanc.upload(pet_ct_study.files)
+    source = make_source(world["project"], orthanc)
+    record = start_import(source, pet_ct_study.uid, world["manager"])
+
+    def kill_after_ten(retrieved: int) -> None:
+        if retrieved == 10:
+            orthanc.kill()
+
+    record = run_import(record, on_instance=kill_after_ten)
+    assert record.status == ImportStatus.FAILED and record.resumable
+    assert "resume the import" in record.message
+    scan = Scan.objects.get(pk=record.scan_id)
+    assert scan.status == ScanStatus.FAILED and not Series.objects.filter(scan=scan).exists()
+    staged = sorted(p.name for p in Path(record.staging_dir).glob("*.dcm"))
+    assert 10 <= len(staged) < len(pet_ct_study.files)
+
+    orthanc.start()  # same storage: the PACS is back
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(world["manager"]).post(
+            f"/api/projects/{world['project'].pk}/pacs-imports/{record.pk}/resume/")
+    assert response.status_code == 202, response.content
+    record.refresh_from_db()
+    assert record.status == ImportStatus.DONE, record.message
+    assert record.attempts == 2
+    scan.refresh_from_db()
+    assert scan.status == ScanStatus.READY
+    # Complete, and each instance once: the PET has every slice, in order, no duplicates.
+    pet_uids = scan.pet.sop_instance_uids
+    assert len(pet_uids) == len(set(pet_uids)) == len(pet_ct_study.written.pet_files)
+    assert scan.pet.shape == list(pet_ct_study.phantom.shape)
+    assert record.instances_retrieved == len(pet_ct_study.files)
+
+
+def test_a_resumed_import_fetches_only_what_is_missing(world, orthanc, pet_ct_study):
+    orthanc.upload(pet_ct_study.files)
+    source = make_source(world["project"], orthanc)
+    record = start_import(source, pet_ct_study.uid, world["manager"])
+    record = run_import(record, on_instance=lambda retrieved: orthanc.kill() if retrieved == 10 else None)
+    assert record.status == ImportStatus.FAILED
+    # A few PET instances never made it to the staging folder (as when a stream breaks mid-series).
+    staged_pet = sorted(Path(record.staging_dir).glob("*.dcm"))
+    pet_uids = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in pet_ct_study.written.pet_files}
+    lost = [p for p in staged_pet if p.name[:-4] in pet_uids][:3]
+    for path in lost:
+        path.unlink()
+    staged_before = len(list(Path(record.staging_dir).glob("*.dcm")))
+    orthanc.start()
+    fetched: list[int] = []
+    record = run_import(record, on_instance=fetched.append)
+    assert record.status == ImportStatus.DONE, record.message
+    # Exactly what was missing came again (3 PET instances one by one, then the CT), nothing twice.
+    assert len(fetched) == len(pet_ct_study.files) - staged_before
+    assert record.instances_retrieved == len(pet_ct_study.files)
+
+
+def test_wrong_password(world, orthanc, pet_ct_study, django_capture_on_commit_callbacks, caplog):
+    orthanc.upload(pet_ct_study.files)
+    source = make_source(world["project"], orthanc, password="not-the-password")
+    caplog.set_level(logging.DEBUG)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(world["manager"]).post(
+            f"/api/projects/{world['project'].pk}/pacs-imports/",
+            {"source": source.pk, "study_instance_uid": pet_ct_study.uid}, content_type="application/json")
+    assert response.status_code == 502
+    assert response.json()["code"] == "pacs_auth_failed"
+    assert "credentials" in response.json()["detail"]
+    assert "not-the-password" not in response.content.decode() and "not-the-password" not in caplog.text
+    assert not PacsImport.objects.exists() and not Scan.objects.filter(study_instance_uid=pet_ct_study.uid).exists()
+
+
+def test_pacs_down_when_importing(world, orthanc, pet_ct_study, django_capture_on_commit_callbacks):
+    source = make_source(world["project"], orthanc)
+    orthanc.kill()
+    scans = Scan.objects.count()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(world["manager"]).post(
+            f"/api/projects/{world['project'].pk}/pacs-imports/",
+            {"source": source.pk, "study_instance_uid": pet_ct_study.uid}, content_type="application/json")
+    assert response.status_code == 502
+    assert response.json()["code"] == "pacs_unavailable"
+    assert "cannot be reached" in response.json()["detail"]
+    assert Scan.objects.count() == scans and not PacsImport.objects.exists()
+
+
+def test_a_mixed_patient_series_is_refused(pet_ct_study):
+    series = {"uid": pet_ct_study.written.pet_series_instance_uid, "modality": "PT"}
+    dataset = pydicom.dcmread(pet_ct_study.written.pet_files[0], stop_before_pixels=True)
+    check_instance(dataset, series, str(dataset.PatientID), pet_ct_study.uid)  # the right patient passes
+    with pytest.raises(ImportRefused, match="mixes patients"):
+        check_instance(dataset, series, "SOMEONE-ELSE", pet_ct_study.uid)
+    with pytest.raises(ImportRefused, match="listed as CT but holds a PT"):
+        check_instance(dataset, {**series, "modality": "CT"}, str(dataset.PatientID), pet_ct_study.uid)
+
+
+def test_a_mixed_patient_series_in_the_pacs_fails_cleanly(world, orthanc, pet_ct_study, tmp_path):
+    # One PET slice of the study carries another patient id: the import refuses and keeps nothing.
+    odd = pydicom.dcmread(pet_ct_study.written.pet_files[3])
+    odd.PatientID = "INTRUDER-1"
+    odd_path = tmp_path / "odd.dcm"
+    odd.save_as(odd_path)
+    orthanc.upload([*pet_ct_study.written.pet_files[:3], odd_path, *pet_ct_study.written.pet_files[4:]])
+    source = make_source(world["project"], orthanc)
+    with pytest.raises(ImportRefused, match="different patients"):
+        start_import(source, pet_ct_study.uid, world["manager"])
+    assert not PacsImport.objects.exists()
+    assert not Scan.objects.filter(project=world["project"], status=ScanStatus.PENDING).exists()
+
+
+def test_an_instance_of_another_patient_met_while_retrieving_fails_cleanly(world, orthanc, pet_ct_study):
+    # The PACS lists one patient, but an instance it sends says otherwise: the import stops and keeps nothing.
+    orthanc.upload(pet_ct_study.files)
+    source = make_source(world["project"], orthanc)
+    record = start_import(source, pet_ct_study.uid, world["manager"])
+    PacsImport.objects.filter(pk=record.pk).update(patient_id="SOMEONE-ELSE")
+    record = run_import(record)
+    assert record.status == ImportStatus.FAILED and not record.resumable
+    assert "mixes patients" in record.message
+    assert record.staging_dir == ""
+    assert not Series.objects.filter(scan_id=record.scan_id).exists()
+    assert Scan.objects.get(pk=record.scan_id).status == ScanStatus.FAILED
