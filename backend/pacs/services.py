@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from pydicom.dataset import Dataset
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 # Few missing instances are fetched one by one on resume; more than this re-streams the series and skips
 # what is already staged (one streamed response is ~10x faster than per-instance requests).
 PER_INSTANCE_RESUME_LIMIT = 32
-PUSH_RETRY_DELAYS_S = (30, 120, 600, 1800, 3600)  # automatic retries of a push the PACS could not take
 
 
 class ImportRefused(PacsError):
@@ -435,7 +435,8 @@ def send_push(push: SegPush) -> SegPush:
         retryable = isinstance(error, PacsError) and error.retryable
         push.status = PushStatus.FAILED
         message = error.message if isinstance(error, PacsError) else str(error)
-        delay = PUSH_RETRY_DELAYS_S[push.attempts - 1] if retryable and push.attempts <= len(PUSH_RETRY_DELAYS_S) else None
+        delays = list(settings.PACS_PUSH_RETRY_DELAYS_S)
+        delay = delays[push.attempts - 1] if retryable and push.attempts <= len(delays) else None
         push.next_attempt_at = timezone.now() + timedelta(seconds=delay) if delay else None
         push.message = message + (f" Retrying automatically in {delay} s." if delay else " Retry by hand.")
         push.save(update_fields=["status", "attempts", "message", "next_attempt_at", "updated_at"])

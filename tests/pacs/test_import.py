@@ -50,7 +50,7 @@ def test_it_checks_membership(world, other_world, orthanc, django_capture_on_com
     response = post_import(django_capture_on_commit_callbacks, other_world["manager"], other_world["project"],
                            {"source": source.pk, "study_instance_uid": "1.2.3"})
     assert response.status_code == 404
-    assert not PacsImport.objects.exists()
+    assert not PacsImport.objects.filter(study_instance_uid="1.2.3").exists()
 
 
 def test_only_managers_import(world, orthanc, django_capture_on_commit_callbacks):
@@ -83,7 +83,7 @@ def test_a_study_without_pet_is_refused(world, orthanc, pet_ct_study, django_cap
                            {"source": source.pk, "study_instance_uid": pet_ct_study.uid})
     assert response.status_code == 400
     assert "no PET series" in response.json()["detail"]
-    assert Scan.objects.count() == scans_before and not PacsImport.objects.exists()
+    assert Scan.objects.count() == scans_before and not PacsImport.objects.filter(study_instance_uid=pet_ct_study.uid).exists()
 
 
 def test_a_non_pet_series_is_refused(world, orthanc, pet_ct_study, django_capture_on_commit_callbacks):
@@ -94,7 +94,7 @@ def test_a_non_pet_series_is_refused(world, orthanc, pet_ct_study, django_captur
                             "series": [pet_ct_study.written.ct_series_instance_uid]})
     assert response.status_code == 400
     assert "no PET series" in response.json()["detail"]
-    assert not PacsImport.objects.exists()
+    assert not PacsImport.objects.filter(study_instance_uid=pet_ct_study.uid).exists()
 
 
 def test_the_management_command(world, orthanc, pet_ct_study, capsys):

@@ -85,7 +85,7 @@ def test_wrong_password(world, orthanc, pet_ct_study, django_capture_on_commit_c
     assert response.json()["code"] == "pacs_auth_failed"
     assert "credentials" in response.json()["detail"]
     assert "not-the-password" not in response.content.decode() and "not-the-password" not in caplog.text
-    assert not PacsImport.objects.exists() and not Scan.objects.filter(study_instance_uid=pet_ct_study.uid).exists()
+    assert not PacsImport.objects.filter(study_instance_uid=pet_ct_study.uid).exists() and not Scan.objects.filter(study_instance_uid=pet_ct_study.uid).exists()
 
 
 def test_pacs_down_when_importing(world, orthanc, pet_ct_study, django_capture_on_commit_callbacks):
@@ -99,7 +99,7 @@ def test_pacs_down_when_importing(world, orthanc, pet_ct_study, django_capture_o
     assert response.status_code == 502
     assert response.json()["code"] == "pacs_unavailable"
     assert "cannot be reached" in response.json()["detail"]
-    assert Scan.objects.count() == scans and not PacsImport.objects.exists()
+    assert Scan.objects.count() == scans and not PacsImport.objects.filter(study_instance_uid=pet_ct_study.uid).exists()
 
 
 def test_a_mixed_patient_series_is_refused(pet_ct_study):
@@ -122,7 +122,7 @@ def test_a_mixed_patient_series_in_the_pacs_fails_cleanly(world, orthanc, pet_ct
     source = make_source(world["project"], orthanc)
     with pytest.raises(ImportRefused, match="different patients"):
         start_import(source, pet_ct_study.uid, world["manager"])
-    assert not PacsImport.objects.exists()
+    assert not PacsImport.objects.filter(study_instance_uid=pet_ct_study.uid).exists()
     assert not Scan.objects.filter(project=world["project"], status=ScanStatus.PENDING).exists()
 
 
