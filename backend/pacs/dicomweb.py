@@ -109,6 +109,48 @@ def _short(text: str) -> str:
     return re.sub(r"\s+", " ", text or "")[:200]
 
 
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+
+
+def _boundary(content_type: str) -> bytes:
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not content_type.startswith("multipart/related") or match is None:
+        raise PacsError(f"The PACS answered a retrieve with {content_type[:80]!r} instead of multipart DICOM.")
+    return match.group(1).encode()
+
+
+def split_multipart(chunks: Iterator[bytes], boundary: bytes) -> Iterator[bytes]:
+    """Bodies of a multipart message read in chunks (RFC 2046), each as soon as it is complete.
+
+    An answer that ends before its closing delimiter was cut off: PacsUnavailable, so the import resumes."""
+    delimiter = b"\r\n--" + boundary
+    buffer = bytearray(b"\r\n")  # the first delimiter opens the body, without a line break before it
+    search_from, opened, after_delimiter = 0, False, False
+    for chunk in chunks:
+        buffer += chunk
+        while True:
+            if after_delimiter:  # "--" right after a delimiter closes the message
+                if len(buffer) < 2:
+                    break
+                if buffer.startswith(b"--"):
+                    return
+                after_delimiter = False
+            found = buffer.find(delimiter, search_from)
+            if found < 0:
+                search_from = max(0, len(buffer) - len(delimiter))
+                break
+            part = bytes(buffer[:found])
+            del buffer[:found + len(delimiter)]
+            search_from, after_delimiter = 0, True
+            if opened:
+                headers_end = part.find(b"\r\n\r\n")
+                if headers_end < 0:
+                    raise PacsError("The PACS sent a multipart part without headers.")
+                yield part[headers_end + 4:]
+            opened = True
+    raise PacsUnavailable("The PACS's answer ended before its last instance (the connection was cut).")
+
+
 def tag(item: dict, keyword_tag: str, default: Any = "") -> Any:
     """First value of a DICOM JSON attribute (a person name as its alphabetic text)."""
     values = (item.get(keyword_tag) or {}).get("Value") or []
@@ -149,6 +191,7 @@ class PacsClient:
     def __init__(self, source: DicomWebSource) -> None:
         self.source = source
         session = _session(source)
+        self._session = session
         self._clients: dict[str, DICOMwebClient] = {}
         for service, url in (("qido", source.qido_url), ("wado", source.wado_url), ("stow", source.stow_url)):
             if url:
@@ -191,16 +234,25 @@ class PacsClient:
 
     # --- WADO-RS ---------------------------------------------------------------------------------
 
-    def iter_series(self, study_uid: str, series_uid: str) -> Iterator[Dataset]:
-        """The series' instances as they arrive (one streamed multipart response)."""
-        iterator = self._call("retrieving the series", self._client("wado").iter_series, study_uid, series_uid)
-        while True:
-            try:
-                yield next(iterator)
-            except StopIteration:
+    def iter_series(self, study_uid: str, series_uid: str) -> Iterator[bytes]:
+        """The series' instances as the PACS sends them (one streamed multipart WADO-RS answer), as bytes.
+
+        The parts are written to staging as received: decoding each into a pydicom Dataset and encoding it
+        again (what dicomweb-client's iter_series does) cost twice the time of the transfer itself, and the
+        staged file is then byte for byte the PACS's copy. Headers are read by the caller."""
+        url = f"{self.source.wado_url.rstrip('/')}/studies/{study_uid}/series/{series_uid}"
+        accept = f'multipart/related; type="application/dicom"; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}'
+        try:
+            response = self._session.get(url, headers={"Accept": accept}, stream=True)
+            response.raise_for_status()
+            content_type = response.headers.get("Content-Type", "")
+            if content_type.startswith("application/dicom"):  # one instance, not wrapped (seen in the wild)
+                yield response.content
                 return
-            except Exception as error:  # noqa: BLE001
-                raise _describe(self.source, error, "retrieving the series") from None
+            boundary = _boundary(content_type)
+            yield from split_multipart(response.iter_content(chunk_size=1 << 20), boundary)
+        except Exception as error:  # noqa: BLE001
+            raise _describe(self.source, error, "retrieving the series") from None
 
     def retrieve_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> Dataset:
         return self._call("retrieving an instance", self._client("wado").retrieve_instance, study_uid, series_uid,

@@ -5,9 +5,11 @@ Views, the management command and the Celery tasks call these functions.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
+import time
 from collections.abc import Callable
 from datetime import UTC, date, timedelta
 from pathlib import Path
@@ -41,7 +43,7 @@ from .dicomweb import (
     STUDY_UID,
     PacsClient,
     PacsError,
-    PacsRejected,
+    PacsUnavailable,
     SeriesInfo,
     tag,
     tag_values,
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 # Few missing instances are fetched one by one on resume; more than this re-streams the series and skips
 # what is already staged (one streamed response is ~10x faster than per-instance requests).
 PER_INSTANCE_RESUME_LIMIT = 32
+PROGRESS_EVERY_S = 0.5  # progress to the database and the scan's WebSocket at most this often
 
 
 class ImportRefused(PacsError):
@@ -225,13 +228,22 @@ def _staged_uids(folder: Path) -> set[str]:
     return {p.name[:-4] for p in folder.glob("*.dcm")}
 
 
-def _write_instance(folder: Path, dataset: Dataset) -> None:
+def _header(payload: bytes) -> Dataset:
+    try:
+        return pydicom.dcmread(io.BytesIO(payload), stop_before_pixels=True)
+    except Exception as error:  # noqa: BLE001 - pydicom raises many types for bad input
+        raise ImportRefused(f"The PACS sent an instance that is not readable DICOM ({error}).") from None
+
+
+def _write_instance(folder: Path, uid: str, payload: bytes | Dataset) -> None:
     """Under its SOP Instance UID, atomically: a retrieve cut off mid-file leaves no half instance."""
-    uid = str(dataset.SOPInstanceUID)
     if not re.fullmatch(r"[0-9.]{1,64}", uid):
         raise ImportRefused(f"The PACS sent an instance with an invalid SOP Instance UID {uid[:70]!r}.")
     partial = folder / f".{uid}.part"
-    pydicom.dcmwrite(partial, dataset, enforce_file_format=True)
+    if isinstance(payload, Dataset):
+        pydicom.dcmwrite(partial, payload, enforce_file_format=True)
+    else:
+        partial.write_bytes(payload)
     os.replace(partial, folder / f"{uid}.dcm")
 
 
@@ -260,46 +272,56 @@ def _progress(record: PacsImport, retrieved: int, message: str) -> None:
 
 def retrieve(record: PacsImport, client: PacsClient, folder: Path,
              on_instance: Callable[[int], None] | None = None) -> int:
-    """Bring every instance of the chosen series into `folder`, skipping those already there."""
+    """Bring every instance of the chosen series into `folder`, skipping those already there.
+
+    A series not started yet is streamed whole (one WADO-RS response). Only when some instances are already
+    staged (a resume) does QIDO-RS list the series' instances, so that just the missing ones are fetched;
+    listing costs the PACS a look at every instance, which a first import does not need to pay."""
     staged = _staged_uids(folder)
     retrieved = len(staged)
-    listed_total = 0
-    last_report = -1.0
+    last_report = 0.0
     for series in record.series:
-        wanted = client.list_instances(record.study_instance_uid, series["uid"])
-        listed_total += len(wanted)
-        missing = [uid for uid in wanted if uid not in staged]
-        if not missing:
+        if series.get("complete"):
             continue
+        wanted: list[str] | None = None
+        missing: list[str] = []
+        if staged:
+            wanted = client.list_instances(record.study_instance_uid, series["uid"])
+            missing = [uid for uid in wanted if uid not in staged]
+        seen: set[str] = set()
 
-        def take(dataset: Dataset, series: dict = series) -> None:
+        def take(received: bytes | Dataset, series: dict = series, seen: set[str] = seen) -> None:
             nonlocal retrieved, last_report
+            dataset = received if isinstance(received, Dataset) else _header(received)
             uid = str(dataset.get("SOPInstanceUID", ""))
+            seen.add(uid)
             if uid in staged:
                 return  # already kept by an earlier attempt, or sent twice: stored once
             check_instance(dataset, series, record.patient_id, record.study_instance_uid)
-            _write_instance(folder, dataset)
+            _write_instance(folder, uid, received)
             staged.add(uid)
             retrieved += 1
             if on_instance is not None:
                 on_instance(retrieved)
-            if retrieved / max(record.instances_total, 1) - last_report >= 0.05:
-                last_report = retrieved / max(record.instances_total, 1)
+            if time.monotonic() - last_report >= PROGRESS_EVERY_S:
+                last_report = time.monotonic()
                 _progress(record, retrieved, f"retrieved {retrieved} of {record.instances_total} instances")
 
-        if len(missing) <= PER_INSTANCE_RESUME_LIMIT and len(missing) < len(wanted):
+        if wanted is not None and not missing:
+            pass
+        elif wanted is not None and len(missing) <= PER_INSTANCE_RESUME_LIMIT and len(missing) < len(wanted):
             for uid in missing:
                 take(client.retrieve_instance(record.study_instance_uid, series["uid"], uid))
         else:
-            for dataset in client.iter_series(record.study_instance_uid, series["uid"]):
-                take(dataset)
-        absent = [uid for uid in wanted if uid not in staged]
-        if absent:
-            raise PacsRejected(f"The PACS did not send {len(absent)} of the {len(wanted)} instances of series "
-                               f"{series['uid']}.")
-    if listed_total != record.instances_total:
-        PacsImport.objects.filter(pk=record.pk).update(instances_total=listed_total)
-        record.instances_total = listed_total
+            for payload in client.iter_series(record.study_instance_uid, series["uid"]):
+                take(payload)
+        expected = len(wanted) if wanted is not None else int(series.get("instances") or 0)
+        have = len(set(wanted) & staged) if wanted is not None else len(seen)
+        if have < expected:
+            raise PacsUnavailable(f"The PACS sent {have} of the {expected} instances of series {series['uid']} "
+                                  "before the answer ended.")
+        series["complete"] = True
+        PacsImport.objects.filter(pk=record.pk).update(series=record.series)
     _progress(record, retrieved, f"retrieved {retrieved} instances")
     return retrieved
 
