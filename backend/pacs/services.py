@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from pydicom.dataset import Dataset
 
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 # Few missing instances are fetched one by one on resume; more than this re-streams the series and skips
 # what is already staged (one streamed response is ~10x faster than per-instance requests).
 PER_INSTANCE_RESUME_LIMIT = 32
+ABANDONED_AFTER = timedelta(minutes=15)  # an unfinished import silent this long may be resumed
 PROGRESS_EVERY_S = 0.5  # progress to the database and the scan's WebSocket at most this often
 
 
@@ -172,19 +174,19 @@ def recognised_scan(project: Project, study_uid: str) -> Scan | None:
             .exclude(status=ScanStatus.FAILED).first())
 
 
-@transaction.atomic
 def start_import(source: DicomWebSource, study_uid: str, user, series_uids: list[str] | None = None) -> PacsImport:
     """Check the study on the PACS and create its scan and import record (the retrieve runs later).
 
-    A failed import of the same study is resumed instead; a study already in the project is refused."""
+    A failed (or abandoned) import of the same study is resumed instead; a study already in the project is
+    refused. The PACS is asked before any row is written, and outside a transaction."""
     study_uid = study_uid.strip()
     project = source.project
-    existing = PacsImport.objects.select_for_update().filter(project=project, study_instance_uid=study_uid).first()
+    existing = PacsImport.objects.filter(project=project, study_instance_uid=study_uid).first()
     if existing is not None:
-        if existing.status == ImportStatus.FAILED:
-            return prepare_resume(existing)
-        raise AlreadyImported(f"This study is already {'imported' if existing.status == ImportStatus.DONE else 'being imported'} "
-                              f"(scan {existing.scan_id}).", scan=existing.scan_id, import_id=existing.pk)
+        if existing.status == ImportStatus.DONE:
+            raise AlreadyImported(f"This study is already imported (scan {existing.scan_id}).",
+                                  scan=existing.scan_id, import_id=existing.pk)
+        return prepare_resume(existing)
     scan = recognised_scan(project, study_uid)
     if scan is not None:
         raise AlreadyImported(f"This study is already in the project as scan {scan.pk} ('{scan.name}').",
@@ -195,23 +197,41 @@ def start_import(source: DicomWebSource, study_uid: str, user, series_uids: list
         raise ImportRefused(f"The PACS '{source.name}' has no study {study_uid}.")
     chosen = choose_series(client.list_series(study_uid), study_uid, series_uids)
     name = str(tag(study, ACCESSION)) or str(tag(study, STUDY_DESCRIPTION)) or f"PACS {study_uid[-12:]}"
-    scan = Scan.objects.create(project=project, name=name[:200], created_by=user, status=ScanStatus.PENDING,
-                               status_message=f"Waiting for the retrieve from {source.name}.")
-    return PacsImport.objects.create(
-        project=project, source=source, scan=scan, study_instance_uid=study_uid,
-        series=[s.to_dict() for s in chosen], patient_id=str(tag(study, PATIENT_ID))[:64],
-        patient_name=str(tag(study, PATIENT_NAME))[:200], accession_number=str(tag(study, ACCESSION))[:64],
-        instances_total=sum(s.instances for s in chosen), created_by=user)
+    try:
+        with transaction.atomic():
+            scan = Scan.objects.create(project=project, name=name[:200], created_by=user,
+                                       status=ScanStatus.PENDING,
+                                       status_message=f"Waiting for the retrieve from {source.name}.")
+            return PacsImport.objects.create(
+                project=project, source=source, scan=scan, study_instance_uid=study_uid,
+                series=[s.to_dict() for s in chosen], patient_id=str(tag(study, PATIENT_ID))[:64],
+                patient_name=str(tag(study, PATIENT_NAME))[:200], accession_number=str(tag(study, ACCESSION))[:64],
+                instances_total=sum(s.instances for s in chosen), created_by=user)
+    except IntegrityError:  # the same study started by someone else a moment ago
+        raise AlreadyImported("This study is being imported by someone else right now.") from None
+
+
+def is_abandoned(record: PacsImport) -> bool:
+    """Not finished and no sign of life for a while: its worker died (progress touches updated_at)."""
+    return (record.status in (ImportStatus.PENDING, ImportStatus.RETRIEVING, ImportStatus.INGESTING)
+            and record.updated_at < timezone.now() - ABANDONED_AFTER)
 
 
 def prepare_resume(record: PacsImport) -> PacsImport:
-    if record.status != ImportStatus.FAILED:
-        raise AlreadyImported(f"Only a failed import can be resumed; this one is {record.get_status_display().lower()}.",
-                              import_id=record.pk)
-    record.status, record.message = ImportStatus.PENDING, "Waiting to resume."
-    record.save(update_fields=["status", "message", "updated_at"])
+    """Mark a failed or abandoned import to run again; exactly one of concurrent callers wins."""
+    resumable = Q(status=ImportStatus.FAILED) | (
+        Q(status__in=[ImportStatus.PENDING, ImportStatus.RETRIEVING, ImportStatus.INGESTING])
+        & Q(updated_at__lt=timezone.now() - ABANDONED_AFTER))
+    claimed = PacsImport.objects.filter(resumable, pk=record.pk).update(
+        status=ImportStatus.PENDING, message="Waiting to resume.", updated_at=timezone.now())
+    if not claimed:
+        record.refresh_from_db()
+        state = "imported" if record.status == ImportStatus.DONE else "being imported"
+        raise AlreadyImported(f"This study is already {state} (scan {record.scan_id}); only a failed import is "
+                              "resumed.", scan=record.scan_id, import_id=record.pk)
     Scan.objects.filter(pk=record.scan_id).update(status=ScanStatus.PENDING, status_message="Waiting to resume the "
                                                   "retrieve from the PACS.")
+    record.refresh_from_db()
     return record
 
 
@@ -263,7 +283,7 @@ def check_instance(dataset: Dataset, series: dict, patient_id: str, study_uid: s
 def _progress(record: PacsImport, retrieved: int, message: str) -> None:
     total = max(record.instances_total, 1)
     fraction = min(retrieved / total, 1.0)
-    PacsImport.objects.filter(pk=record.pk).update(instances_retrieved=retrieved)
+    PacsImport.objects.filter(pk=record.pk).update(instances_retrieved=retrieved, updated_at=timezone.now())
     Scan.objects.filter(pk=record.scan_id).update(ingest_progress=round(fraction * 0.5, 3))
     broadcast_to_scan(record.scan_id, {"type": "progress", "task": "pacs_import", "scan": record.scan_id,
                                        "import": record.pk, "fraction": round(fraction, 3), "message": message,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from backend.annotations.models import Annotation, AnnotationState
@@ -25,3 +25,13 @@ def push_approved_annotation(sender, instance: Annotation, created: bool, **kwar
         defaults={"project_id": instance.project_id, "annotation": instance})
     if made:
         transaction.on_commit(lambda: push_seg.delay(push.pk))
+
+
+@receiver(post_delete, sender="pacs.PacsImport", dispatch_uid="pacs-import-staging-cleanup")
+def discard_staging(sender, instance, **kwargs) -> None:
+    """A deleted import (its scan was deleted) leaves no staged instances behind."""
+    if instance.staging_dir:
+        from backend.imaging.uploads import discard
+
+        staging = instance.staging_dir
+        transaction.on_commit(lambda: discard(staging))

@@ -171,3 +171,21 @@ def test_an_instance_of_another_patient_met_while_retrieving_fails_cleanly(world
     assert record.staging_dir == ""
     assert not Series.objects.filter(scan_id=record.scan_id).exists()
     assert Scan.objects.get(pk=record.scan_id).status == ScanStatus.FAILED
+
+
+def test_an_abandoned_import_can_be_resumed(world, orthanc, pet_ct_study):
+    """A worker that died mid-import leaves it 'retrieving'; after a quiet while it can be resumed, not before."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from backend.pacs.services import ABANDONED_AFTER, AlreadyImported, prepare_resume
+
+    orthanc.upload(pet_ct_study.files)
+    record = start_import(make_source(world["project"], orthanc), pet_ct_study.uid, world["manager"])
+    PacsImport.objects.filter(pk=record.pk).update(status=ImportStatus.RETRIEVING, updated_at=timezone.now())
+    with pytest.raises(AlreadyImported, match="being imported"):
+        prepare_resume(record)
+    PacsImport.objects.filter(pk=record.pk).update(updated_at=timezone.now() - ABANDONED_AFTER - timedelta(seconds=1))
+    record = run_import(prepare_resume(record))
+    assert record.status == ImportStatus.DONE, record.message
