@@ -189,3 +189,17 @@ def test_an_abandoned_import_can_be_resumed(world, orthanc, pet_ct_study):
     PacsImport.objects.filter(pk=record.pk).update(updated_at=timezone.now() - ABANDONED_AFTER - timedelta(seconds=1))
     record = run_import(prepare_resume(record))
     assert record.status == ImportStatus.DONE, record.message
+
+
+def test_deleting_the_scan_of_a_failed_import_removes_its_staged_instances(
+        world, orthanc, pet_ct_study, django_capture_on_commit_callbacks):
+    orthanc.upload(pet_ct_study.files)
+    record = start_import(make_source(world["project"], orthanc), pet_ct_study.uid, world["manager"])
+    record = run_import(record, on_instance=lambda retrieved: orthanc.kill() if retrieved == 5 else None)
+    staging = Path(record.staging_dir)
+    assert record.resumable and any(staging.glob("*.dcm"))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(world["manager"]).delete(f"/api/projects/{world['project'].pk}/scans/{record.scan_id}/")
+    assert response.status_code == 204
+    assert not PacsImport.objects.filter(pk=record.pk).exists()
+    assert not staging.exists()
