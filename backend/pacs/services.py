@@ -11,6 +11,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, date, timedelta
 from pathlib import Path
 
@@ -333,8 +334,9 @@ def retrieve(record: PacsImport, client: PacsClient, folder: Path,
             for uid in missing:
                 take(client.retrieve_instance(record.study_instance_uid, series["uid"], uid))
         else:
-            for payload in client.iter_series(record.study_instance_uid, series["uid"]):
-                take(payload)
+            with closing(client.iter_series(record.study_instance_uid, series["uid"])) as payloads:
+                for payload in payloads:
+                    take(payload)
         expected = len(wanted) if wanted is not None else int(series.get("instances") or 0)
         have = len(set(wanted) & staged) if wanted is not None else len(seen)
         if have < expected:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import pydicom
@@ -169,6 +170,8 @@ def test_an_instance_of_another_patient_met_while_retrieving_fails_cleanly(world
     assert record.status == ImportStatus.FAILED and not record.resumable
     assert "mixes patients" in record.message
     assert record.staging_dir == ""
+    # The thread that was receiving the series stopped with the import.
+    assert not [t for t in threading.enumerate() if t.name.startswith("wado-rs-")]
     assert not Series.objects.filter(scan_id=record.scan_id).exists()
     assert Scan.objects.get(pk=record.scan_id).status == ScanStatus.FAILED
 
