@@ -212,12 +212,6 @@ def start_import(source: DicomWebSource, study_uid: str, user, series_uids: list
         raise AlreadyImported("This study is being imported by someone else right now.") from None
 
 
-def is_abandoned(record: PacsImport) -> bool:
-    """Not finished and no sign of life for a while: its worker died (progress touches updated_at)."""
-    return (record.status in (ImportStatus.PENDING, ImportStatus.RETRIEVING, ImportStatus.INGESTING)
-            and record.updated_at < timezone.now() - ABANDONED_AFTER)
-
-
 def prepare_resume(record: PacsImport) -> PacsImport:
     """Mark a failed or abandoned import to run again; exactly one of concurrent callers wins."""
     resumable = Q(status=ImportStatus.FAILED) | (
@@ -329,7 +323,7 @@ def retrieve(record: PacsImport, client: PacsClient, folder: Path,
                 _progress(record, retrieved, f"retrieved {retrieved} of {record.instances_total} instances")
 
         if wanted is not None and not missing:
-            pass
+            pass  # every instance is already staged
         elif wanted is not None and len(missing) <= PER_INSTANCE_RESUME_LIMIT and len(missing) < len(wanted):
             for uid in missing:
                 take(client.retrieve_instance(record.study_instance_uid, series["uid"], uid))
