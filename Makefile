@@ -14,10 +14,13 @@ PYTEST_ARGS ?=
 .PHONY: run test eval install frontend system-deps test-frontend test-services test-embedded lint clean
 
 # Debian packages the tests use as references and drivers: dcm2niix (independent DICOM
-# converter), dicom3tools (dciodvfy), chromium (browser tests). Installed when missing and root.
-SYSTEM_PACKAGES := dcm2niix dicom3tools chromium
+# converter), dicom3tools (dciodvfy), chromium (browser tests), orthanc + orthanc-dicomweb (a real
+# PACS with DICOMweb for tests/pacs). Installed when missing and root.
+SYSTEM_PACKAGES := dcm2niix dicom3tools chromium orthanc orthanc-dicomweb
+ORTHANC_DICOMWEB_PLUGIN := /usr/share/orthanc/plugins/libOrthancDicomWeb.so
 system-deps:
-	@missing=""; for tool in dcm2niix dciodvfy chromium; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	@missing=""; for tool in dcm2niix dciodvfy chromium Orthanc; do command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || missing="$$missing $$tool"; done; \
+	[ -f $(ORTHANC_DICOMWEB_PLUGIN) ] || missing="$$missing orthanc-dicomweb"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \

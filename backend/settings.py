@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "backend.interactive",
     "backend.quantification",
     "backend.exports",
+    "backend.pacs",
 ]
 
 MIDDLEWARE = [
@@ -160,6 +161,8 @@ CELERY_TASK_EAGER_PROPAGATES = True
 # Each worker also listens on its own queue, so a session's prompts can stick to the worker
 # that holds its image embeddings.
 CELERY_WORKER_DIRECT = True
+# PACS: delays (s) of the automatic retries of a DICOM SEG push that the PACS could not take.
+PACS_PUSH_RETRY_DELAYS_S = env.list("PACS_PUSH_RETRY_DELAYS_S", cast=int, default=[30, 120, 600, 1800, 3600])
 # A prompt without an answer after this long is reported to the client as a worker timeout.
 PROMPT_TIMEOUT_S = env.float("PROMPT_TIMEOUT_S", default=30.0)
 # Engines a prompt worker process loads when it starts, so the first click does not wait for the weights.

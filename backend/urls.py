@@ -8,6 +8,7 @@ from backend.annotations.views import AnnotationViewSet, AssignmentViewSet, Audi
 from backend.exports.views import ExportJobViewSet, LabelImportViewSet
 from backend.health.views import health, metrics
 from backend.imaging.views import ScanViewSet
+from backend.pacs.views import DicomWebSourceViewSet, PacsImportViewSet, SegPushViewSet
 from backend.projects.auth_views import ThrottledObtainAuthToken
 from backend.projects.views import LabelViewSet, MembershipViewSet, ProjectViewSet
 from backend.quantification.views import StatisticsViewSet
@@ -24,6 +25,9 @@ router.register(r"projects/(?P<project_pk>[0-9]{1,18})/audit", AuditEventViewSet
 router.register(r"projects/(?P<project_pk>[0-9]{1,18})/statistics", StatisticsViewSet, basename="statistics")
 router.register(r"projects/(?P<project_pk>[0-9]{1,18})/exports", ExportJobViewSet, basename="export")
 router.register(r"projects/(?P<project_pk>[0-9]{1,18})/label-imports", LabelImportViewSet, basename="label-import")
+router.register(r"projects/(?P<project_pk>[0-9]{1,18})/pacs-sources", DicomWebSourceViewSet, basename="pacs-source")
+router.register(r"projects/(?P<project_pk>[0-9]{1,18})/pacs-imports", PacsImportViewSet, basename="pacs-import")
+router.register(r"projects/(?P<project_pk>[0-9]{1,18})/seg-pushes", SegPushViewSet, basename="seg-push")
 
 urlpatterns = [
     path("", home, name="home"),

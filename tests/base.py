@@ -11,6 +11,7 @@ from backend.annotations.services import open_annotation, save_version
 from backend.exports.models import ExportJob
 from backend.imaging import storage
 from backend.imaging.models import Modality, Scan, Series
+from backend.pacs.models import DicomWebSource, PacsImport, PushStatus, SegPush
 from backend.projects.models import Label, LabelKind, Membership, Project
 from backend.quantification.services import compute_for_version
 
@@ -49,7 +50,18 @@ def make_project_world(prefix: str) -> dict:
     Assignment.objects.create(project=project, scan=scan, annotator=people["annotator"], assigned_by=people["manager"])
     compute_for_version(annotation.current_version)  # its statistics (saving queues them after the commit)
     ExportJob.objects.create(project=project, created_by=people["manager"], settings={})  # a pending export
+    add_pacs_records(project, scan, annotation)
     return {"project": project, "label": label, "scan": scan, "annotation": annotation, **people}
+
+
+def add_pacs_records(project: Project, scan: Scan, annotation: Annotation) -> None:
+    """A DICOMweb source (nothing listens there), the scan as imported from it, and a failed SEG push."""
+    url = "http://127.0.0.1:9/dicom-web"
+    source = DicomWebSource.objects.create(project=project, name="pacs", qido_url=url, wado_url=url, stow_url=url)
+    PacsImport.objects.create(project=project, source=source, scan=scan, status="done",
+                              study_instance_uid=f"1.2.826.0.1.3680043.10.{project.pk}")
+    SegPush.objects.create(project=project, annotation=annotation, version=annotation.current_version, source=source,
+                           status=PushStatus.FAILED, message="the PACS cannot be reached")
 
 
 def add_annotation(scan: Scan, annotator: User, label: Label) -> Annotation:

@@ -1,6 +1,7 @@
 /** SegAnyPET Studio: hash router over the screens. */
 import "./styles.css";
 import { api, projectPath, type Annotation, type Project, type Scan } from "./api";
+import { pacsScreen } from "./pacs";
 import { projectList, reviewQueue, worklist } from "./screens";
 import { escapeHtml, studio } from "./ui";
 import { Viewer } from "./viewer";
@@ -19,6 +20,7 @@ async function route(): Promise<void> {
     if (parts[0] === "projects" && parts[1]) {
       const projectId = Number(parts[1]);
       if (parts[2] === "review" && !parts[3]) return await reviewQueue(root, projectId);
+      if (parts[2] === "pacs" && !parts[3]) return await pacsScreen(root, projectId);
       if (parts[2] === "scans" && parts[3]) {
         const scanId = Number(parts[3]);
         const [project, scan] = await Promise.all([

@@ -43,6 +43,7 @@ export async function worklist(root: HTMLElement, projectId: number): Promise<vo
         <select id="f-state"><option value="">any annotation state</option>${Object.entries(STATE_TEXT).map(([k, v]) => `<option value="${k}">${v}</option>`).join("")}</select>
         <label><input type="checkbox" id="f-mine"> only assigned to me</label>
         ${(project.my_roles ?? []).some((r) => r === "reviewer" || r === "manager") ? `<a href="#/projects/${projectId}/review">Review queue →</a>` : ""}
+        ${(project.my_roles ?? []).includes("manager") ? `<a href="#/projects/${projectId}/pacs" data-pacs>PACS →</a>` : ""}
       </div>
       <table class="worklist" id="worklist"><thead><tr><th>scan</th><th>tracer</th><th>status</th><th>assignee</th><th>annotation</th><th></th></tr></thead><tbody><tr><td colspan="6" class="muted">Loading…</td></tr></tbody></table>
     </main>`;
