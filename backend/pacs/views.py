@@ -9,7 +9,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from backend.annotations.models import Annotation
+from backend.annotations.services import visible_annotations
 from backend.projects.api_base import (
     ANY_MEMBER,
     MANAGERS,
@@ -102,12 +102,16 @@ class SegPushViewSet(PacsErrorsMixin, ProjectScopedViewSet, mixins.ListModelMixi
                    "retry": REVIEWERS_AND_MANAGERS}
     filterset_fields = ["status", "annotation", "source"]
 
+    def get_queryset(self):
+        # Blinded double reads: a push of another reader's annotation is as hidden as the annotation.
+        return super().get_queryset().filter(annotation__in=visible_annotations(self.membership))
+
     @extend_schema(request=PushRequestSerializer, responses={202: SegPushSerializer})
     def create(self, request, *args, **kwargs):
         """Send an approved annotation's current version to its scan's source as DICOM SEG (STOW-RS)."""
         data = PushRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        annotation = Annotation.objects.filter(project=self.project, pk=data.validated_data["annotation"]).first()
+        annotation = visible_annotations(self.membership).filter(pk=data.validated_data["annotation"]).first()
         if annotation is None:
             raise Http404("No such annotation.")
         push = services.request_push(annotation, request.user)
