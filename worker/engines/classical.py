@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
 
 import numpy as np
 from scipy import ndimage
@@ -73,20 +72,37 @@ from worker.engines.classical_regions import (  # noqa: F401
     _component_containing,
     _nearer_to_second,
     _nearest_split,
+    _neck_split,
     _paste_into,
     _plateau_split,
     _Region,
     _resolve_conflicts,
+    _rim_shave,
     _Seed,
     _separating_level,
+    _shell_median,
     _slope_at,
     _smoothed,
+    _Star,
+    _star_barrier,
     _touches_face,
     _triple,
     _union_all,
     _voxels,
     body_background,
 )
+
+# The first region of a click is grown at this fraction of its peak; its shell gives the first background.
+_START_FRACTION = 0.7
+# At most this many background refinements (region → shell → level → region); usually 2 suffice.
+_REFINEMENTS = 4
+# A region whose hot part (90th percentile) exceeds the clicked peak this many times holds the click in a
+# cold pocket.
+_COLD_POCKET_RATIO = 1.5
+# A plateau's edge lies halfway between its level and the background.
+_PLATEAU_FRACTION = 0.5
+# A smoothed peak this many times above the plateau's median is an object of its own on the plateau.
+_DISTINCT_PEAK = 1.25
 
 
 class ClassicalPETEngine:
@@ -99,11 +115,15 @@ class ClassicalPETEngine:
         self,
         fraction: float = 0.41,
         peak_search_radius: int = 2,
-        background_ratio: float = 1.5,
+        min_contrast: float = 1.2,
         min_threshold: float = 0.0,
         initial_half_size_mm: float = 40.0,
         max_half_size_mm: float = 200.0,
         box_core_fraction: float = 0.8,
+        shell_mm: tuple[float, float] = (6.0, 12.0),
+        barrier_ratio: float = 1.4,
+        barrier_margin_mm: float = 6.0,
+        plateau_ml: float = 30.0,
     ) -> None:
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"fraction must be in (0, 1), got {fraction}")
@@ -111,14 +131,19 @@ class ClassicalPETEngine:
             raise ValueError("peak_search_radius must be >= 0")
         if not 0 < initial_half_size_mm <= max_half_size_mm:
             raise ValueError("need 0 < initial_half_size_mm <= max_half_size_mm")
+        if not 0 <= shell_mm[0] < shell_mm[1]:
+            raise ValueError("need 0 <= shell_mm[0] < shell_mm[1]")
         self.fraction = fraction
         self.peak_search_radius = peak_search_radius
-        self.background_ratio = background_ratio
+        self.min_contrast = min_contrast
         self.min_threshold = min_threshold
         self.initial_half_size_mm = initial_half_size_mm
         self.max_half_size_mm = max_half_size_mm
         self.box_core_fraction = box_core_fraction
-        self._background_by_session: OrderedDict[str, float] = OrderedDict()
+        self.shell_mm = shell_mm
+        self.barrier_ratio = barrier_ratio
+        self.barrier_margin_mm = barrier_margin_mm
+        self.plateau_ml = plateau_ml
 
     # ------------------------------------------------------------------ public API
 
@@ -136,12 +161,11 @@ class ClassicalPETEngine:
         check_kind(kind)  # accepted and ignored: a threshold region is the same for a lesion or an organ
         _check_inputs(volume, spacing, prompts, previous_mask)
         spacing = (float(spacing[0]), float(spacing[1]), float(spacing[2]))
-        floor = self._floor(volume, session_key)
         after_floor = time.perf_counter()
 
         points = _resolve_conflicts(prompts.points)
         limit = _Bounds(prompts.box.lower, prompts.box.upper) if prompts.box is not None else None
-        seed_by_click = {p.index: self._seed_for(volume, p.index, floor, limit) for p in points if p.positive}
+        seed_by_click = {p.index: self._seed_for(volume, p.index, limit) for p in points if p.positive}
         seeds = [seed for seed in seed_by_click.values() if seed is not None]
         previous_bounds = _bounding_bounds(previous_mask) if previous_mask is not None else None
         parts: list[_Bounds] = []
@@ -156,15 +180,16 @@ class ClassicalPETEngine:
         to_apply = points[-1:] if incremental else sorted(points, key=lambda p: not p.positive)
         truncated = False
         if prompts.box is not None and not (incremental and points):
-            truncated |= self._paste(mask, parts, self._box_region(volume, prompts.box, floor))
+            truncated |= self._paste(mask, parts, self._box_region(volume, spacing, prompts.box))
         earlier_negatives = [p.index for p in points if not p.positive] if incremental else []
         for point in (p for p in to_apply if p.positive):
             seed = seed_by_click[point.index]
             if seed is not None:
-                region = self._grow(volume, spacing, seed.peak, seed.threshold, limit)
-                # Earlier negative clicks still hold: what they removed must not come back with this region.
-                region = self._carved_region(volume, spacing, region, earlier_negatives, seeds)
-                truncated |= self._paste(mask, parts, region)
+                region = self._region_for(volume, spacing, seed, limit)
+                if region is not None:
+                    # Earlier negative clicks still hold: what they removed must not come back with this region.
+                    region = self._carved_region(volume, spacing, region, earlier_negatives, seeds)
+                    truncated |= self._paste(mask, parts, region)
         after_positives = time.perf_counter()
 
         for point in (p for p in to_apply if not p.positive):
@@ -179,7 +204,7 @@ class ClassicalPETEngine:
         score = self._score(volume, mask, _union_all(parts) if parts else None, truncated)
         finished = time.perf_counter()
         timings = {
-            "background": 1000 * (after_floor - started),
+            "checks": 1000 * (after_floor - started),
             "positive": 1000 * (after_positives - after_floor),
             "negative": 1000 * (after_negatives - after_positives),
             "score": 1000 * (finished - after_negatives),
@@ -189,25 +214,15 @@ class ClassicalPETEngine:
 
     # ------------------------------------------------------------------ thresholds
 
-    def _floor(self, volume: np.ndarray, session_key: str | None) -> float:
-        """The lowest threshold any region may use (background-relative, never below ``min_threshold``)."""
-        if session_key is None:
-            background = body_background(volume)
-        elif session_key in self._background_by_session:
-            background = self._background_by_session[session_key]
-            self._background_by_session.move_to_end(session_key)
-        else:
-            background = body_background(volume)
-            self._background_by_session[session_key] = background
-            if len(self._background_by_session) > _BACKGROUND_CACHE_SIZE:
-                self._background_by_session.popitem(last=False)
-        return max(self.min_threshold, self.background_ratio * background)
-
-    def _threshold(self, peak_value: float, floor: float) -> float | None:
-        """The isocontour level for a peak, or ``None`` when the peak is not above the floor."""
-        if not math.isfinite(peak_value) or peak_value < floor or peak_value <= 0:
+    def _threshold(self, level: float, background: float, fraction: float | None = None) -> float | None:
+        """The background-corrected isocontour: ``background + fraction * (level - background)``;
+        ``None`` when ``level`` is not clearly above the background (``min_contrast``)."""
+        if not math.isfinite(level) or level <= 0 or level < self.min_threshold:
             return None
-        return max(self.fraction * peak_value, floor)
+        if background > 0 and level < self.min_contrast * background:
+            return None
+        fraction = self.fraction if fraction is None else fraction
+        return max(background + fraction * (level - background), self.min_threshold)
 
     def _peak_near(
         self,
@@ -240,14 +255,75 @@ class ClassicalPETEngine:
 
     # ------------------------------------------------------------------ positive prompts
 
-    def _seed_for(
-        self, volume: np.ndarray, index: Index, floor: float, limit: _Bounds | None
-    ) -> _Seed | None:
-        """Where a positive click's region grows from and at which level; ``None`` below the floor."""
+    def _seed_for(self, volume: np.ndarray, index: Index, limit: _Bounds | None) -> _Seed | None:
+        """Where a positive click's region grows from; ``None`` when its peak is not above zero."""
         allowed = np.ones(limit.shape, dtype=bool) if limit is not None else None
         peak, peak_value = self._peak_near(volume, index, allowed, limit)
-        threshold = self._threshold(peak_value, floor)
-        return None if threshold is None else _Seed(index, peak, threshold)
+        if not math.isfinite(peak_value) or peak_value <= 0 or peak_value < self.min_threshold:
+            return None
+        # The level is read on the lightly smoothed image: one noisy voxel must not set an organ's level.
+        window = _Bounds(
+            _triple(max(0, i - 3) for i in peak), _triple(min(n, i + 4) for i, n in zip(peak, volume.shape, strict=True))
+        )
+        smoothed = _smoothed(np.nan_to_num(np.asarray(volume[window.slices], dtype=np.float32)))
+        level = float(smoothed[window.local(peak)])
+        return _Seed(index, peak, peak_value, level if level > 0 else peak_value)
+
+    def _region_for(
+        self, volume: np.ndarray, spacing: tuple[float, float, float], seed: _Seed, limit: _Bounds | None
+    ) -> _Region | None:
+        """The region of a positive click (module doc): levels refined against the local background."""
+        peak_value = seed.peak_value
+        level = peak_value
+        voxel_ml = float(np.prod(spacing)) / 1000.0
+        threshold = _START_FRACTION * seed.smoothed_value
+        region = self._grow_barred(volume, spacing, seed.peak, threshold, limit, enclose=False)
+        enclose = False
+        for _ in range(_REFINEMENTS):
+            background = _shell_median(volume, region, spacing, *self.shell_mm)
+            if background is None:
+                break
+            values = np.asarray(volume[region.bounds.slices], dtype=np.float32)[region.mask]
+            hot = float(np.percentile(values, 90)) if values.size else level
+            if not enclose and hot > _COLD_POCKET_RATIO * seed.smoothed_value:
+                # The click sat in a cold pocket of a hotter object (the cardiac blood pool): the object's
+                # level is that of its hot part, and the region is what that part encloses.
+                level, enclose = hot, True
+            if enclose:
+                new_threshold = self._threshold(level, background)
+            elif values.size * voxel_ml >= self.plateau_ml:
+                # A large object is a plateau, not a peak: its edge is halfway between its level (median)
+                # and the background, whatever its noisiest voxel.
+                plateau = float(np.median(values))
+                if seed.smoothed_value <= _DISTINCT_PEAK * plateau:
+                    # Cold pockets of a plateau (renal medulla, blood pool, necrosis) belong to it.
+                    enclose = True
+                    new_threshold = self._threshold(plateau, background, fraction=_PLATEAU_FRACTION)
+                else:  # a distinct peak on a plateau (a lesion in an organ): the organ is its background
+                    new_threshold = self._threshold(level, plateau)
+            else:
+                new_threshold = self._threshold(level, background)
+            if new_threshold is None:
+                return None
+            if abs(new_threshold - threshold) < 0.01 * level:
+                break
+            threshold = new_threshold
+            region = self._grow_barred(volume, spacing, seed.peak, threshold, limit, enclose=enclose)
+        return region
+
+    def _grow_barred(
+        self,
+        volume: np.ndarray,
+        spacing: tuple[float, float, float],
+        seed: Index,
+        threshold: float,
+        limit: _Bounds | None,
+        enclose: bool,
+    ) -> _Region:
+        star = _star_barrier(
+            volume, spacing, seed, threshold, self.max_half_size_mm, self.barrier_ratio, self.barrier_margin_mm
+        )
+        return self._grow(volume, spacing, seed, threshold, limit, star, enclose)
 
     def _grow(
         self,
@@ -256,8 +332,12 @@ class ClassicalPETEngine:
         seed: Index,
         threshold: float,
         limit: _Bounds | None,
+        star: _Star | None = None,
+        enclose: bool = False,
     ) -> _Region:
-        """The 6-connected region ``>= threshold`` around ``seed``, in a crop extended where it is touched."""
+        """The 6-connected region ``>= threshold`` around ``seed`` inside the barrier ``star``, in a crop
+        extended where it is touched; with ``enclose`` the region is what encloses ``seed`` (holes filled
+        before choosing the component)."""
         shape = volume.shape
         outer = limit if limit is not None else _Bounds((0, 0, 0), _triple(shape))
         initial = [max(1, math.ceil(self.initial_half_size_mm / s)) for s in spacing]
@@ -269,6 +349,11 @@ class ClassicalPETEngine:
         while True:
             bounds = _Bounds(_triple(lower), _triple(upper))
             binary = np.asarray(volume[bounds.slices]) >= threshold
+            if star is not None:
+                binary &= star.allowed(bounds, spacing)
+            if enclose:
+                binary = ndimage.binary_fill_holes(binary)
+            binary[bounds.local(seed)] = True
             region = _component_containing(binary, [bounds.local(seed)])
             grew = False
             truncated = False
@@ -294,16 +379,23 @@ class ClassicalPETEngine:
             if not grew:
                 return _Region(bounds, ndimage.binary_fill_holes(region), truncated)
 
-    def _box_region(self, volume: np.ndarray, box: Box, floor: float) -> _Region | None:
+    def _box_region(self, volume: np.ndarray, spacing: tuple[float, float, float], box: Box) -> _Region | None:
         bounds = _Bounds(box.lower, box.upper)
         values = np.asarray(volume[bounds.slices], dtype=np.float64)
         finite = np.where(np.isfinite(values), values, -np.inf)
         box_max = float(finite.max())
-        threshold = self._threshold(box_max, floor)
+        # The box's local background: the median of its faces (a box is drawn around the object).
+        faces = np.concatenate(
+            [np.take(finite, side, axis=axis).ravel() for axis in range(3) for side in (0, -1)]
+        )
+        faces = faces[np.isfinite(faces) & (faces > 0)]
+        background = float(np.median(faces)) if faces.size else 0.0
+        threshold = self._threshold(box_max, background)
         if threshold is None:
             return None
         labels, _ = ndimage.label(finite >= threshold, structure=_FACE_CONNECTIVITY)
-        core_labels = np.unique(labels[finite >= self.box_core_fraction * box_max])
+        core_level = background + self.box_core_fraction * (box_max - background)
+        core_labels = np.unique(labels[finite >= core_level])
         core_labels = core_labels[core_labels > 0]
         return _Region(bounds, ndimage.binary_fill_holes(np.isin(labels, core_labels)))
 
@@ -375,7 +467,13 @@ class ClassicalPETEngine:
         if not local_seeds:
             removal = component
         else:
-            removal = self._removal_for_seeds(values, component, spacing, local_negative, local_seeds)
+            removal = None
+            if component.sum() * float(np.prod(spacing)) / 1000.0 >= self.plateau_ml:
+                removal = _rim_shave(component, spacing, local_negative)
+            if removal is None:
+                removal = _neck_split(component, spacing, local_negative, local_seeds)
+            if removal is None:
+                removal = self._removal_for_seeds(values, component, spacing, local_negative, local_seeds)
         removal[local_negative] = True
         mask[bounds.slices] &= ~removal
 

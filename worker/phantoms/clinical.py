@@ -12,7 +12,7 @@ real size in mm whatever the grid.
   lungs), each only where no earlier organ is and at least one PSF-width gap away from it (the fat planes
   that separate organs on PET).
 * **Uptake that varies within organs.** A smooth random texture (about 25 mm correlation, ±10 %) on
-  every tissue; kidney cortex hotter than medulla, with a hot renal pelvis (FDG); myocardium hot around
+  every tissue; kidney cortex hotter than medulla, with a hot renal pelvis at the hilum (FDG); myocardium hot around
   a colder blood pool (FDG, variable between patients from 2.5 to 10); grey matter hotter than white
   (FDG brain at 8–12, which is what pushes a global percentile above muscle); bladder filling
   50–500 ml; bowel loops with patchy uptake. FDG and PSMA differ (PSMA: hot kidneys, salivary glands,
@@ -547,8 +547,10 @@ def make_clinical_phantom(
         if name in ("kidney_left", "kidney_right") and tracer == "FDG":
             pelvis = _ball(
                 grid,
-                grid.index_to_world(np.array([(b.start + b.stop) / 2 for b in box])) + [0.0, -8.0, 0.0],
-                18.0,
+                # At the hilum: medial (towards the midline) and a little anterior.
+                grid.index_to_world(np.array([(b.start + b.stop) / 2 for b in box]))
+                + [22.0 if name == "kidney_right" else -22.0, -4.0, 0.0],
+                14.0,
             )
             if pelvis is not None:
                 inner_box, inside = pelvis
