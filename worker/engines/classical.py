@@ -70,6 +70,7 @@ from worker.engines.classical_regions import (  # noqa: F401
     _Bounds,
     _check_inputs,
     _component_containing,
+    _encloses,
     _nearer_to_second,
     _nearest_split,
     _neck_split,
@@ -99,8 +100,15 @@ _REFINEMENTS = 4
 # A region whose hot part (90th percentile) exceeds the clicked peak this many times holds the click in a
 # cold pocket.
 _COLD_POCKET_RATIO = 1.5
+# A region whose hot part exceeds the clicked level this many times, without enclosing the click, ran into
+# a touching hotter structure.
+_HOTTER_RATIO = 1.25
 # A plateau's edge lies halfway between its level and the background.
 _PLATEAU_FRACTION = 0.5
+# A region that the barrier cuts by more than this factor leaked into a touching structure.
+_LEAK_RATIO = 1.5
+# Voxels hotter than this many times the clicked peak belong to a touching hotter structure.
+_CEILING_RATIO = 1.3
 # A smoothed peak this many times above the plateau's median is an object of its own on the plateau.
 _DISTINCT_PEAK = 1.25
 
@@ -121,7 +129,7 @@ class ClassicalPETEngine:
         max_half_size_mm: float = 200.0,
         box_core_fraction: float = 0.8,
         shell_mm: tuple[float, float] = (6.0, 12.0),
-        barrier_ratio: float = 1.4,
+        barrier_ratio: float = 1.5,
         barrier_margin_mm: float = 6.0,
         plateau_ml: float = 30.0,
     ) -> None:
@@ -277,18 +285,27 @@ class ClassicalPETEngine:
         level = peak_value
         voxel_ml = float(np.prod(spacing)) / 1000.0
         threshold = _START_FRACTION * seed.smoothed_value
-        region = self._grow_barred(volume, spacing, seed.peak, threshold, limit, enclose=False)
+        region = self._grow_barred(volume, spacing, seed, threshold, limit, enclose=False)
         enclose = False
+        ceiling: float | None = None
         for _ in range(_REFINEMENTS):
             background = _shell_median(volume, region, spacing, *self.shell_mm)
             if background is None:
                 break
             values = np.asarray(volume[region.bounds.slices], dtype=np.float32)[region.mask]
             hot = float(np.percentile(values, 90)) if values.size else level
-            if not enclose and hot > _COLD_POCKET_RATIO * seed.smoothed_value:
-                # The click sat in a cold pocket of a hotter object (the cardiac blood pool): the object's
-                # level is that of its hot part, and the region is what that part encloses.
-                level, enclose = hot, True
+            if not enclose and ceiling is None and hot > _HOTTER_RATIO * seed.smoothed_value:
+                hot_threshold = self._threshold(hot, background)
+                enclosed = hot_threshold is not None and _encloses(volume, region.bounds, hot_threshold, seed.click)
+                if enclosed and hot > _COLD_POCKET_RATIO * seed.smoothed_value:
+                    # The click sat in a cold pocket of a hotter object (the cardiac blood pool): the
+                    # object's level is that of its hot part, and the region is what that part encloses.
+                    level, enclose = hot, True
+                elif not enclosed:
+                    # A hotter structure touches the clicked object and is not part of it: a ceiling.
+                    ceiling = _CEILING_RATIO * peak_value
+                    region = self._grow_barred(volume, spacing, seed, threshold, limit, False, ceiling)
+                    continue
             if enclose:
                 new_threshold = self._threshold(level, background)
             elif values.size * voxel_ml >= self.plateau_ml:
@@ -308,22 +325,30 @@ class ClassicalPETEngine:
             if abs(new_threshold - threshold) < 0.01 * level:
                 break
             threshold = new_threshold
-            region = self._grow_barred(volume, spacing, seed.peak, threshold, limit, enclose=enclose)
+            region = self._grow_barred(volume, spacing, seed, threshold, limit, enclose, ceiling)
         return region
 
     def _grow_barred(
         self,
         volume: np.ndarray,
         spacing: tuple[float, float, float],
-        seed: Index,
+        seed: _Seed,
         threshold: float,
         limit: _Bounds | None,
         enclose: bool,
+        ceiling: float | None = None,
     ) -> _Region:
+        # The barrier's rays start at the click, not at the peak: on a plateau the hottest voxel is anywhere.
         star = _star_barrier(
-            volume, spacing, seed, threshold, self.max_half_size_mm, self.barrier_ratio, self.barrier_margin_mm
+            volume, spacing, seed.click, threshold, self.max_half_size_mm, self.barrier_ratio, self.barrier_margin_mm
         )
-        return self._grow(volume, spacing, seed, threshold, limit, star, enclose)
+        barred = self._grow(volume, spacing, seed.peak, threshold, limit, star, enclose, ceiling)
+        free = self._grow(volume, spacing, seed.peak, threshold, limit, None, enclose, ceiling)
+        # The barrier is for leaks: a free region not much larger than the barred one (a necrotic rim whose
+        # rays cross the cold core, an off-centre click) is taken whole.
+        if free.mask.sum() <= _LEAK_RATIO * barred.mask.sum():
+            return free
+        return barred
 
     def _grow(
         self,
@@ -334,6 +359,7 @@ class ClassicalPETEngine:
         limit: _Bounds | None,
         star: _Star | None = None,
         enclose: bool = False,
+        ceiling: float | None = None,
     ) -> _Region:
         """The 6-connected region ``>= threshold`` around ``seed`` inside the barrier ``star``, in a crop
         extended where it is touched; with ``enclose`` the region is what encloses ``seed`` (holes filled
@@ -351,6 +377,9 @@ class ClassicalPETEngine:
             binary = np.asarray(volume[bounds.slices]) >= threshold
             if star is not None:
                 binary &= star.allowed(bounds, spacing)
+            if ceiling is not None:  # a hotter touching structure and its blurred edge are left out
+                hotter = np.asarray(volume[bounds.slices]) > ceiling
+                binary &= ~ndimage.binary_dilation(hotter, structure=_FACE_CONNECTIVITY)
             if enclose:
                 binary = ndimage.binary_fill_holes(binary)
             binary[bounds.local(seed)] = True
@@ -469,7 +498,7 @@ class ClassicalPETEngine:
         else:
             removal = None
             if component.sum() * float(np.prod(spacing)) / 1000.0 >= self.plateau_ml:
-                removal = _rim_shave(component, spacing, local_negative)
+                removal = _rim_shave(component, _smoothed(values), spacing, local_negative)
             if removal is None:
                 removal = _neck_split(component, spacing, local_negative, local_seeds)
             if removal is None:

@@ -422,8 +422,11 @@ def _star_barrier(
     reach[~reached.any(axis=1)] = 0.0
     positive = reach[reach > 0]
     cap = cap_ratio * float(np.median(positive)) if positive.size else 0.0
-    radii = np.minimum(reach, cap) + margin_mm
-    return _Star(centre, radii.reshape(_RAY_POLAR, _RAY_AZIMUTH))
+    radii = np.minimum(reach, cap).reshape(_RAY_POLAR, _RAY_AZIMUTH)
+    # A voxel is judged by the ray of its direction bin; its neighbours' reach too, so that a corner or a
+    # surface the bin's own ray grazes is not cut off by the binning.
+    radii = ndimage.maximum_filter(radii, size=3, mode=("nearest", "wrap"))
+    return _Star(centre, radii + margin_mm)
 
 
 # A neck (the bridge a region leaks through into a touching structure) is at most this wide (mm, per side).
@@ -457,11 +460,19 @@ def _neck_split(
 # rim; the rim is then shaved within _SHAVE_MM of it.
 _RIM_DEPTH_VOXELS = 1.5
 _SHAVE_MM = 15.0
+_PLATEAU_SPREAD = 1.3
 
 
-def _rim_shave(component: np.ndarray, spacing: tuple[float, float, float], negative: Index) -> np.ndarray | None:
-    """What a negative point on the rim of a large object removes: the voxels within ``_SHAVE_MM`` of it
-    that lie no deeper in the object than it does (half a voxel of slack); ``None`` when it is deeper."""
+def _rim_shave(
+    component: np.ndarray, smoothed: np.ndarray, spacing: tuple[float, float, float], negative: Index
+) -> np.ndarray | None:
+    """What a negative point on the rim of a plateau (an organ) removes: the voxels within ``_SHAVE_MM`` of
+    it that lie no deeper in the object than it does (half a voxel of slack). ``None`` when the point is
+    deeper or the object is peaked (its 95th percentile over ``_PLATEAU_SPREAD`` times its median, on the
+    ``smoothed`` values): a lesion's rim is cut by the level rules instead."""
+    inside = smoothed[component]
+    if np.percentile(inside, 95) > _PLATEAU_SPREAD * np.median(inside):
+        return None
     depth = ndimage.distance_transform_edt(np.pad(component, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
     coarsest = max(spacing)
     if depth[negative] > _RIM_DEPTH_VOXELS * coarsest:
@@ -471,3 +482,13 @@ def _rim_shave(component: np.ndarray, spacing: tuple[float, float, float], negat
     ]
     near = (offsets[0][:, None, None] + offsets[1][None, :, None] + offsets[2][None, None, :]) <= _SHAVE_MM**2
     return component & near & (depth <= depth[negative] + 0.5 * coarsest)
+
+
+def _encloses(volume: np.ndarray, bounds: _Bounds, threshold: float, click: Index) -> bool:
+    """Whether the voxels ``>= threshold`` around ``bounds`` enclose the (colder) clicked voxel."""
+    padded = bounds.padded(2, volume.shape)
+    hot = np.asarray(volume[padded.slices]) >= threshold
+    local = padded.local(click)
+    if not padded.contains(click) or hot[local]:
+        return False
+    return bool(ndimage.binary_fill_holes(hot)[local])
