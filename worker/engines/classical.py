@@ -1,21 +1,43 @@
-"""A weightless PET engine: the EANM 41 % SUVmax isocontour grown from clicks.
+"""A weightless PET engine: background-corrected isocontours grown from clicks (EANM 41 % for peaks).
 
 Rules (all deterministic; voxel indices in array axis order):
 
 * **Positive point** — the peak is the hottest voxel within ``peak_search_radius`` voxels of the click
-  (so a click just beside the hottest voxel still finds it; ties go to the first voxel in C order).
-  The region is the 6-connected set of voxels ``>= threshold`` that contains the peak, with
-  ``threshold = max(fraction * peak, floor)``, and its enclosed holes filled (a necrotic core). The floor
-  is ``background_ratio`` times the body background (median of the body voxels of the whole volume, see
-  :func:`body_background`, cached per ``session_key``) and at least ``min_threshold``; it stops a click on
-  background from flooding the body: a peak below the floor gives no region. The region is grown in a
-  crop around the peak that is extended on every side the region touches, up to ``max_half_size_mm`` from
-  the peak; a region cut by that limit is *truncated* (it halves the score). 6-connectivity is used
-  because noisy background percolates far sooner with 26 neighbours.
+  (so a click just beside the hottest voxel still finds it; ties go to the first voxel in C order); its
+  *level* is read on the volume smoothed with a 1-voxel Gaussian. The region is the 6-connected set of
+  voxels ``>= threshold`` that contains the peak, with its enclosed holes filled (a necrotic core). The
+  threshold is refined from the object's surroundings, never from the whole volume (a hot FDG brain
+  elsewhere changes nothing):
+
+  1. A first region at ``0.7 ×`` the smoothed level.
+  2. Its *local background* ``b``: the lower quartile of the voxels 6–12 mm outside it (``shell_mm``;
+     voxels ``<= 0`` such as air are left out). The lower quartile, so that a shell still partly inside a
+     large organ does not raise it.
+  3. The new threshold: ``b + fraction × (peak − b)`` (background-corrected 41 % of the raw peak). A region
+     of ``plateau_ml`` or more whose smoothed level is at most 1.25 × its median is a *plateau* (an organ):
+     its threshold is halfway between its median and ``b``, and what it encloses is part of it (renal
+     medulla, blood pool). A distinct peak on a plateau (a lesion in an organ) takes the plateau's median
+     as its background. A peak under ``min_contrast × b`` gives no region (only the clicked voxel).
+  4. Regrow and repeat from 2 until the threshold moves by under 1 % of the level (at most 4 times).
+
+  Leaks are controlled in three ways. A *barrier* grown from the click: rays from the clicked voxel in
+  12 × 24 directions measure how far the object reaches at the threshold (a ray that starts in a cold
+  pocket first has to reach it); each reach is capped at ``barrier_ratio`` × the median reach, widened to
+  its neighbouring rays and by ``barrier_margin_mm``; voxels beyond it are left out — unless the region
+  without the barrier is at most 1.5 × as large (then nothing leaked: a necrotic rim, an off-centre click).
+  A *ceiling*: when the region's hot part (90th percentile) is over 1.25 × the clicked level and does not
+  enclose the click, a hotter structure touches the object: voxels above 1.3 × the peak, and their
+  one-voxel rim, are left out. A *cold pocket*: when that hot part is over 1.5 × the clicked level and
+  encloses the click (the cardiac blood pool inside the myocardium), the hot part's level is used and the
+  region is what it encloses. The region is grown in a crop around the peak that is extended on every
+  side the region touches, up to ``max_half_size_mm`` from the peak; a region cut by that limit is
+  *truncated* (it halves the score). 6-connectivity is used because noisy background percolates far sooner
+  with 26 neighbours.
 * **Several positive points** — union of their regions.
-* **Box** — the voxels of the box ``>= max(fraction * box max, floor)`` in the 6-connected components that
-  contain a voxel of the box's hot core (``>= box_core_fraction * box max``), holes filled. With a box,
-  the regions of positive points are limited to the box.
+* **Box** — the box's background ``b`` is the median of its faces (voxels ``> 0``); the region is the voxels
+  of the box ``>= b + fraction × (box max − b)`` in the 6-connected components that contain a voxel of the
+  box's hot core (``>= b + box_core_fraction × (box max − b)``), holes filled. With a box, the regions of
+  positive points are limited to the box.
 * **Previous mask** — the starting point. Its earlier prompts are already in it, so only the newest point
   (the last one) is applied to it: a positive point adds its region, from which the earlier negative
   points are carved again (what they removed does not come back; if that would drop the new click
@@ -40,6 +62,12 @@ Rules (all deterministic; voxel indices in array axis order):
 
   If a cut would take more than half of ``C`` (typically a seed in a cold pocket such as the cardiac
   blood pool), it is limited to the voxels nearer to ``n`` than to the seed. Distances are in mm.
+
+  Two cases come before these level rules. On a plateau (``C`` of ``plateau_ml`` or more whose smoothed
+  95th percentile is at most 1.3 × its median: an organ), a negative point within 1.5 voxels of ``C``'s
+  outside shaves the rim: the voxels within 15 mm of it that lie no deeper than it (half a voxel of slack)
+  are removed. Otherwise, when eroding ``C`` by at most 8 mm separates ``n`` from every seed (a leak
+  through a neck), the part beyond the neck goes, with the voxels nearer to it than to the seeds' part.
 * **Clicked voxels are always honoured** — a positively clicked voxel is in the result (even on
   background: then the result is that voxel, with a score near 0), a negatively clicked voxel is not.
   If one voxel is given both ways, only the later click counts.

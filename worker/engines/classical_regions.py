@@ -108,6 +108,9 @@ class _Seed:
 def body_background(volume: np.ndarray) -> float:
     """A robust body background level: median of the voxels above 10 % of the 99.5th percentile.
 
+    No longer used by the engine (issue 14: with an FDG brain in view it lands above muscle; regions use a
+    local shell instead); kept for callers that want a whole-volume level.
+
     Computed on every ``_BACKGROUND_STRIDE``-th voxel per axis (fast on whole-body volumes); the 10 %
     level leaves out air and keeps soft tissue, whatever the units (SUV, Bq/ml).
     """
