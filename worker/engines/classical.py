@@ -24,7 +24,7 @@ Rules (all deterministic; voxel indices in array axis order):
   12 × 24 directions measure how far the object reaches at the threshold (a ray that starts in a cold
   pocket first has to reach it); each reach is capped at ``barrier_ratio`` × the median reach, widened to
   its neighbouring rays and by ``barrier_margin_mm``; voxels beyond it are left out — unless the region
-  without the barrier is at most 1.5 × as large (then nothing leaked: a necrotic rim, an off-centre click).
+  without the barrier is at most 1.3 × as large (then nothing leaked: a necrotic rim, an off-centre click).
   A *ceiling*: when the region's hot part (90th percentile) is over 1.25 × the clicked level and does not
   enclose the click, a hotter structure touches the object: voxels above 1.3 × the peak, and their
   one-voxel rim, are left out. A *cold pocket*: when that hot part is over 1.5 × the clicked level and
@@ -134,7 +134,7 @@ _HOTTER_RATIO = 1.25
 # A plateau's edge lies halfway between its level and the background.
 _PLATEAU_FRACTION = 0.5
 # A region that the barrier cuts by more than this factor leaked into a touching structure.
-_LEAK_RATIO = 1.5
+_LEAK_RATIO = 1.3
 # Voxels hotter than this many times the clicked peak belong to a touching hotter structure.
 _CEILING_RATIO = 1.3
 # A smoothed peak this many times above the plateau's median is an object of its own on the plateau.
@@ -353,7 +353,8 @@ class ClassicalPETEngine:
             if abs(new_threshold - threshold) < 0.01 * level:
                 break
             threshold = new_threshold
-            region = self._grow_barred(volume, spacing, seed, threshold, limit, enclose, ceiling)
+            start = region.bounds.padded(2, volume.shape) if enclose else None
+            region = self._grow_barred(volume, spacing, seed, threshold, limit, enclose, ceiling, start)
         return region
 
     def _grow_barred(
@@ -365,13 +366,14 @@ class ClassicalPETEngine:
         limit: _Bounds | None,
         enclose: bool,
         ceiling: float | None = None,
+        start: _Bounds | None = None,
     ) -> _Region:
         # The barrier's rays start at the click, not at the peak: on a plateau the hottest voxel is anywhere.
         star = _star_barrier(
             volume, spacing, seed.click, threshold, self.max_half_size_mm, self.barrier_ratio, self.barrier_margin_mm
         )
-        barred = self._grow(volume, spacing, seed.peak, threshold, limit, star, enclose, ceiling)
-        free = self._grow(volume, spacing, seed.peak, threshold, limit, None, enclose, ceiling)
+        barred = self._grow(volume, spacing, seed.peak, threshold, limit, star, enclose, ceiling, start)
+        free = self._grow(volume, spacing, seed.peak, threshold, limit, None, enclose, ceiling, start)
         # The barrier is for leaks: a free region not much larger than the barred one (a necrotic rim whose
         # rays cross the cold core, an off-centre click) is taken whole.
         if free.mask.sum() <= _LEAK_RATIO * barred.mask.sum():
@@ -388,6 +390,7 @@ class ClassicalPETEngine:
         star: _Star | None = None,
         enclose: bool = False,
         ceiling: float | None = None,
+        start: _Bounds | None = None,
     ) -> _Region:
         """The 6-connected region ``>= threshold`` around ``seed`` inside the barrier ``star``, in a crop
         extended where it is touched; with ``enclose`` the region is what encloses ``seed`` (holes filled
@@ -400,6 +403,9 @@ class ClassicalPETEngine:
         hard_upper = [min(o, i + m + 1) for o, i, m in zip(outer.upper, seed, maximum, strict=True)]
         lower = [max(h, i - r) for h, i, r in zip(hard_lower, seed, initial, strict=True)]
         upper = [min(h, i + r + 1) for h, i, r in zip(hard_upper, seed, initial, strict=True)]
+        if start is not None:  # an enclosing region must fit its crop whole for its holes to be filled
+            lower = [max(h, min(lo, s)) for h, lo, s in zip(hard_lower, lower, start.lower, strict=True)]
+            upper = [min(h, max(hi, s)) for h, hi, s in zip(hard_upper, upper, start.upper, strict=True)]
         while True:
             bounds = _Bounds(_triple(lower), _triple(upper))
             binary = np.asarray(volume[bounds.slices]) >= threshold
