@@ -21,7 +21,7 @@ Rules (all deterministic; voxel indices in array axis order):
   4. Regrow and repeat from 2 until the threshold moves by under 1 % of the level (at most 4 times).
 
   Leaks are controlled in three ways. A *barrier* grown from the click: rays from the clicked voxel in
-  12 × 24 directions measure how far the object reaches at the threshold (a ray that starts in a cold
+  8 × 16 directions measure how far the object reaches at the threshold (a ray that starts in a cold
   pocket first has to reach it); each reach is capped at ``barrier_ratio`` × the median reach, widened to
   its neighbouring rays and by ``barrier_margin_mm``; voxels beyond it are left out — unless the region
   without the barrier is at most 1.3 × as large (then nothing leaked: a necrotic rim, an off-centre click).
@@ -94,11 +94,13 @@ from worker.engines.classical_regions import (  # noqa: F401
     _RIM_VOXELS,
     _SCORE_FULL_RESOLUTION_VOXELS,
     Index,
+    _ball,
     _bounding_bounds,
     _Bounds,
     _check_inputs,
     _component_containing,
     _encloses,
+    _near_mask,
     _nearer_to_second,
     _nearest_split,
     _neck_split,
@@ -137,6 +139,8 @@ _PLATEAU_FRACTION = 0.5
 _LEAK_RATIO = 1.3
 # Voxels hotter than this many times the clicked peak belong to a touching hotter structure.
 _CEILING_RATIO = 1.3
+# A positive click this close to the current mask adds the part of its region within this distance.
+_EDGE_ADD_MM = 15.0
 # A smoothed peak this many times above the plateau's median is an object of its own on the plateau.
 _DISTINCT_PEAK = 1.25
 
@@ -224,6 +228,13 @@ class ClassicalPETEngine:
                 region = self._region_for(volume, spacing, seed, limit)
                 if region is not None:
                     # Earlier negative clicks still hold: what they removed must not come back with this region.
+                    if incremental and _near_mask(mask, point.index, spacing):
+                        # A click on the edge of the current mask adds to it there, not a new object.
+                        region = _Region(
+                            region.bounds,
+                            region.mask & _ball(region.bounds, point.index, spacing, _EDGE_ADD_MM),
+                            region.truncated,
+                        )
                     region = self._carved_region(volume, spacing, region, earlier_negatives, seeds)
                     truncated |= self._paste(mask, parts, region)
         after_positives = time.perf_counter()
@@ -372,8 +383,10 @@ class ClassicalPETEngine:
         star = _star_barrier(
             volume, spacing, seed.click, threshold, self.max_half_size_mm, self.barrier_ratio, self.barrier_margin_mm
         )
-        barred = self._grow(volume, spacing, seed.peak, threshold, limit, star, enclose, ceiling, start)
         free = self._grow(volume, spacing, seed.peak, threshold, limit, None, enclose, ceiling, start)
+        if not (free.mask & ~star.allowed(free.bounds, spacing)).any():
+            return free  # the barrier cuts nothing
+        barred = self._grow(volume, spacing, seed.peak, threshold, limit, star, enclose, ceiling, start)
         # The barrier is for leaks: a free region not much larger than the barred one (a necrotic rim whose
         # rays cross the cold core, an off-centre click) is taken whole.
         if free.mask.sum() <= _LEAK_RATIO * barred.mask.sum():
@@ -537,6 +550,18 @@ class ClassicalPETEngine:
                 removal = _neck_split(component, spacing, local_negative, local_seeds)
             if removal is None:
                 removal = self._removal_for_seeds(values, component, spacing, local_negative, local_seeds)
+        if component.sum() * float(np.prod(spacing)) / 1000.0 >= self.plateau_ml and local_seeds:
+            # On an organ-sized object a negative point removes near itself: at most halfway to the
+            # nearest seed (and at least _EDGE_ADD_MM around it).
+            nearest = min(
+                math.dist(
+                    [a * s for a, s in zip(local_negative, spacing, strict=True)],
+                    [a * s for a, s in zip(q, spacing, strict=True)],
+                )
+                for q in local_seeds
+            )
+            reach = max(_EDGE_ADD_MM, 0.5 * nearest)
+            removal &= _ball(_Bounds((0, 0, 0), _triple(component.shape)), local_negative, spacing, reach)
         removal[local_negative] = True
         mask[bounds.slices] &= ~removal
 

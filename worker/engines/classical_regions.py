@@ -332,8 +332,8 @@ def _separating_level(
 # ---------------------------------------------------------------------- local background and barrier
 
 # Directions of the barrier's rays: a (polar, azimuth) table.
-_RAY_POLAR = 12
-_RAY_AZIMUTH = 24
+_RAY_POLAR = 8
+_RAY_AZIMUTH = 16
 
 
 def _shell_median(
@@ -397,7 +397,7 @@ def _star_barrier(
     threshold (a click in a cold pocket such as the cardiac blood pool starts below it); the reach is where
     it then stays below the threshold for more than one voxel.
     """
-    step = 0.5 * min(spacing)
+    step = 0.75 * min(spacing)
     distances = np.arange(0.0, max_mm + step, step)
     polar = (np.arange(_RAY_POLAR) + 0.5) / _RAY_POLAR * np.pi
     azimuth = (np.arange(_RAY_AZIMUTH) + 0.5) / _RAY_AZIMUTH * 2 * np.pi - np.pi
@@ -495,3 +495,24 @@ def _encloses(volume: np.ndarray, bounds: _Bounds, threshold: float, click: Inde
     if not padded.contains(click) or hot[local]:
         return False
     return bool(ndimage.binary_fill_holes(hot)[local])
+
+
+def _ball(bounds: _Bounds, centre: Index, spacing: tuple[float, float, float], radius_mm: float) -> np.ndarray:
+    """The voxels of the box ``bounds`` within ``radius_mm`` of voxel ``centre`` (both in volume indices)."""
+    squares = [
+        ((np.arange(lo, hi) - c) * s) ** 2
+        for lo, hi, c, s in zip(bounds.lower, bounds.upper, centre, spacing, strict=True)
+    ]
+    return (squares[0][:, None, None] + squares[1][None, :, None] + squares[2][None, None, :]) <= radius_mm**2
+
+
+def _near_mask(mask: np.ndarray, index: Index, spacing: tuple[float, float, float]) -> bool:
+    """Whether voxel ``index`` is outside ``mask`` but within 1.5 voxels (coarsest axis) of it."""
+    if mask[index]:
+        return False
+    reach = 1.5 * max(spacing)
+    window = _Bounds(
+        _triple(max(0, i - math.ceil(reach / s)) for i, s in zip(index, spacing, strict=True)),
+        _triple(min(n, i + math.ceil(reach / s) + 1) for i, s, n in zip(index, spacing, mask.shape, strict=True)),
+    )
+    return bool((mask[window.slices] & _ball(window, index, spacing, reach)).any())
