@@ -39,7 +39,9 @@ Rules (all deterministic; voxel indices in array axis order):
   box's hot core (``>= b + box_core_fraction × (box max − b)``), holes filled. With a box, the regions of
   positive points are limited to the box.
 * **Previous mask** — the starting point. Its earlier prompts are already in it, so only the newest point
-  (the last one) is applied to it: a positive point adds its region, from which the earlier negative
+  (the last one) is applied to it: a positive point adds its region (only the part within 15 mm of the
+  click when the click lies outside the mask but within 1.5 voxels of it: a click on the edge of an
+  object widens it there instead of growing a new object from a rim voxel's low level), from which the earlier negative
   points are carved again (what they removed does not come back; if that would drop the new click
   itself, the newer click wins); a negative point carves. Without a previous mask every prompt is
   applied: box and positive points, then negative points in order.
@@ -68,6 +70,8 @@ Rules (all deterministic; voxel indices in array axis order):
   outside shaves the rim: the voxels within 15 mm of it that lie no deeper than it (half a voxel of slack)
   are removed. Otherwise, when eroding ``C`` by at most 8 mm separates ``n`` from every seed (a leak
   through a neck), the part beyond the neck goes, with the voxels nearer to it than to the seeds' part.
+  Whatever rule decides, on an organ-sized ``C`` (``plateau_ml`` or more) a negative point removes only
+  voxels within 15 mm of it or halfway to the nearest seed, whichever is farther.
 * **Clicked voxels are always honoured** — a positively clicked voxel is in the result (even on
   background: then the result is that voxel, with a score near 0), a negatively clicked voxel is not.
   If one voxel is given both ways, only the later click counts.
