@@ -17,7 +17,7 @@ real size in mm whatever the grid.
   (FDG brain at 8–12, which is what pushes a global percentile above muscle); bladder filling
   50–500 ml; bowel loops with patchy uptake. FDG and PSMA differ (PSMA: hot kidneys, salivary glands,
   spleen and liver, a nearly cold brain).
-* **Lesions of 5–40 mm** in the liver, spleen, kidneys, lungs, brain, bone (spine, pelvis, femur) and
+* **Lesions of 5–40 mm** (``clinical_lesions``) in the liver, spleen, kidneys, lungs, brain, bone (spine, pelvis, femur) and
   in nodes placed beside hot organs (heart, kidneys, bladder, liver, aorta); about half of them are
   under 10 mm. A lesion inside an organ takes at most 8 % of it. Spheres, labelled where their
   voxel centres lie (a lesion with no voxel centre keeps its nearest voxel).
@@ -40,6 +40,7 @@ import numpy as np
 from scipy import ndimage
 
 from worker.phantoms.anatomy import LABEL_NAMES, LESION_LABEL, Cylinder, Ellipsoid, Grid
+from worker.phantoms.clinical_lesions import ball, plan_lesions
 from worker.phantoms.physics import Tracer
 
 FIELD_MM: tuple[float, float, float] = (1000.0, 500.0, 500.0)  # slice (z), row (y), col (x)
@@ -287,114 +288,6 @@ def _uptakes(tracer: str, rng: np.random.Generator) -> dict[str, float]:
     return {name: float(rng.uniform(lo, hi)) for name, (lo, hi) in ranges.items()}
 
 
-# ---------------------------------------------------------------------- lesions
-
-
-def _lesion_diameter(rng: np.random.Generator, small: bool) -> float:
-    return float(rng.uniform(5.0, 10.0)) if small else float(np.exp(rng.uniform(np.log(10.0), np.log(40.0))))
-
-
-def _ball(
-    grid: Grid, centre: np.ndarray, diameter: float
-) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:
-    found = grid.mask(Ellipsoid(tuple(centre), (diameter / 2.0,) * 3))  # type: ignore[arg-type]
-    if found is None or not found[1].any():
-        return None
-    return found[0], np.array(found[1])
-
-
-def _candidate(
-    grid: Grid,
-    region: np.ndarray,
-    box: tuple[slice, slice, slice],
-    rng: np.random.Generator,
-) -> np.ndarray | None:
-    points = np.argwhere(region)
-    if points.size == 0:
-        return None
-    index = points[int(rng.integers(len(points)))] + [b.start for b in box]
-    return grid.index_to_world(index.astype(np.float64))
-
-
-def _plan_lesions(
-    grid: Grid,
-    labels: np.ndarray,
-    body: np.ndarray,
-    organ_boxes: dict[str, tuple[slice, slice, slice]],
-    rng: np.random.Generator,
-    n_lesions: int,
-) -> list[tuple[str, np.ndarray, float]]:
-    """(host, LPS centre, diameter) for each lesion: every host first, then random hosts."""
-    spacing = np.asarray(grid.spacing)
-    hosts = ["liver", "spleen", "kidney", "lung", "bone", "node", "liver", "node", "lung", "brain"]
-    while len(hosts) < n_lesions:
-        hosts.append(str(rng.choice(["liver", "lung", "bone", "node", "soft_tissue", "spleen", "kidney"])))
-    hosts = hosts[:n_lesions]
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    used: dict[str, float] = {}
-    plans: list[tuple[str, np.ndarray, float]] = []
-    for number, kind in enumerate(hosts):
-        small = number % 2 == 1
-        for _attempt in range(30):
-            diameter = _lesion_diameter(rng, small)
-            radius = diameter / 2.0
-            if kind in ("kidney", "lung"):
-                organ = f"{kind}_{'left' if rng.random() < 0.5 else 'right'}"
-            elif kind == "node":
-                organ = str(rng.choice(["heart", "kidney_left", "kidney_right", "bladder", "liver", "aorta"]))
-            elif kind == "bone":
-                organ = "spine" if rng.random() < 0.5 else "bone"
-            elif kind == "soft_tissue":
-                organ = "soft_tissue"
-            else:
-                organ = kind
-            if organ in ORGAN_VOLUME_ML:
-                organ_ml = float(np.count_nonzero(labels[organ_boxes[organ]] == _LABEL[organ])) * voxel_ml
-                room = _MAX_LESION_SHARE * organ_ml - used.get(organ, 0.0)
-                max_d = (6.0 * max(room, 0.0) * 1000.0 / np.pi) ** (1.0 / 3.0)
-                if max_d < 5.0:
-                    break
-                diameter = min(diameter, max_d)
-                radius = diameter / 2.0
-            if kind == "node":
-                box = organ_boxes[organ]
-                pad = int(np.ceil((radius + 6.0) / spacing.min())) + 1
-                box = tuple(
-                    slice(max(0, b.start - pad), min(n, b.stop + pad))
-                    for b, n in zip(box, grid.shape, strict=True)
-                )
-                distance = ndimage.distance_transform_edt(labels[box] != _LABEL[organ], sampling=spacing)
-                region = (
-                    (distance > radius + 1.0) & (distance < radius + 4.0) & (labels[box] == 0) & body[box]
-                )
-            elif kind == "soft_tissue":
-                box = tuple(
-                    slice(int(lo / s), int(hi / s))
-                    for (lo, hi), s in zip(((300, 700), (150, 350), (120, 380)), spacing, strict=True)
-                )
-                distance = ndimage.distance_transform_edt(labels[box] == 0, sampling=spacing)
-                region = (distance > radius + 3.0) & body[box]
-            else:
-                box = organ_boxes[organ]
-                host = labels[box] == _LABEL[organ]
-                distance = ndimage.distance_transform_edt(np.pad(host, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
-                need = {"bone": 0.3, "spine": 0.3, "lung_left": 0.6, "lung_right": 0.6}.get(
-                    organ, 1.0
-                ) * radius
-                region = host & (distance >= min(need + 1.0, float(distance.max()) * 0.9))
-            centre = _candidate(grid, region, box, rng)
-            if centre is None:
-                continue
-            if any(np.linalg.norm(centre - c) < (diameter + d) / 2.0 + 5.0 for _, c, d in plans):
-                continue
-            if organ in ORGAN_VOLUME_ML:
-                used[organ] = used.get(organ, 0.0) + np.pi / 6.0 * diameter**3 / 1000.0
-            host_name = f"node_{organ}" if kind == "node" else organ
-            plans.append((host_name, centre, round(float(diameter), 2)))
-            break
-    return plans
-
-
 # ---------------------------------------------------------------------- the phantom
 
 
@@ -545,7 +438,7 @@ def make_clinical_phantom(
             inner_value = {"heart": uptake["blood"], "brain": uptake["white"]}.get(name, 0.7 * value)
             values[inner] = inner_value
         if name in ("kidney_left", "kidney_right") and tracer == "FDG":
-            pelvis = _ball(
+            pelvis = ball(
                 grid,
                 # At the hilum: medial (towards the midline) and a little anterior.
                 grid.index_to_world(np.array([(b.start + b.stop) / 2 for b in box]))
@@ -563,7 +456,9 @@ def make_clinical_phantom(
     del bowel_patch
 
     # Lesions.
-    plans = _plan_lesions(grid, labels, body, boxes, lesion_rng, n_lesions)
+    plans = plan_lesions(
+        grid, labels, body, boxes, lesion_rng, n_lesions, _LABEL, ORGAN_VOLUME_ML, _MAX_LESION_SHARE
+    )
     lesion_labels = np.zeros(shape, dtype=np.uint16)
     lesion_uptakes: list[float] = []
     for number, (_host, centre, diameter) in enumerate(plans, start=1):
@@ -572,7 +467,7 @@ def make_clinical_phantom(
         low, high = (3.0, 15.0) if tracer == "FDG" else (5.0, 40.0)
         value = max(float(np.exp(lesion_rng.uniform(np.log(low), np.log(high)))), 2.0 * host_level)
         lesion_uptakes.append(value)
-        found = _ball(grid, centre, diameter)
+        found = ball(grid, centre, diameter)
         if found is None:
             box = tuple(slice(int(i), int(i) + 1) for i in index)
             inside = np.ones((1, 1, 1), dtype=bool)
@@ -580,7 +475,7 @@ def make_clinical_phantom(
             box, inside = found
         values = value * (1.0 + 0.1 * np.clip(texture[box], -2.0, 2.0))
         if diameter > 28.0 and lesion_rng.random() < 0.5:  # necrotic core
-            core = _ball(grid, centre, diameter * 0.45)
+            core = ball(grid, centre, diameter * 0.45)
             if core is not None:
                 marker = np.zeros(shape, dtype=bool)
                 marker[core[0]] = core[1]
