@@ -462,6 +462,9 @@ def _neck_split(
 # A negative point this close (in voxels of the coarsest axis) to the outside of a large object is on its
 # rim; the rim is then shaved within _SHAVE_MM of it.
 _RIM_DEPTH_VOXELS = 1.5
+# A positive click this close to the current mask adds the part of its region within this distance; a
+# negative click on an organ removes at least this far around itself.
+_EDGE_ADD_MM = 15.0
 _SHAVE_MM = 15.0
 _PLATEAU_SPREAD = 1.3
 
