@@ -68,10 +68,12 @@ test-services: install
 test-embedded: install
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -m "not services_only and not slow" $(PYTEST_ARGS)
 
+# bench_engines checks issue 14's targets and exits 1 when one is missed (after writing its results):
+# it runs last so that a miss does not skip the held-out evaluation; REPORT_ONLY=1 never fails.
 eval: install
-	$(PY) bench/bench_engines.py
 	$(PY) -m worker.seganypet.evaluate --checkpoint worker/seganypet/weights/demo.pt \
 		--json bench/results/engines_heldout.json --markdown bench/results/engines_heldout.md
+	$(PY) bench/bench_engines.py $(if $(REPORT_ONLY),--report-only)
 
 # ruff, then the layer contracts in pyproject.toml's [tool.importlinter] (docs/architecture.md).
 lint: install

@@ -74,6 +74,14 @@ class CaseResult:
     def dice_after(self, clicks: int) -> float:
         return self.dice[min(clicks, len(self.dice)) - 1]
 
+    def clicks_to_reach(self, dice: float) -> int:
+        """NoC@dice: the first click count whose Dice reaches ``dice``; ``len(self.dice) + 1`` if none did
+        (the usual convention counts a miss as the click budget; one more says it was missed)."""
+        for number, value in enumerate(self.dice, start=1):
+            if value >= dice:
+                return number
+        return len(self.dice) + 1
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["clicks"] = [{"index": list(p.index), "positive": p.positive} for p in self.clicks]
@@ -315,12 +323,15 @@ def cases_from_phantom(
     organs: Iterable[str] | None = DEFAULT_ORGANS,
     include_lesions: bool = True,
     min_voxels: int = 1,
+    lesion_groups: Mapping[int, str] | None = None,
+    organ_group: str | None = None,
 ) -> list[Case]:
     """One case per organ label (``organs``; ``None`` means every organ label) and per lesion.
 
     An organ's ground truth is its label in the label map, where lesions are painted over organs, so an
     organ excludes the lesions inside it; each lesion instance is its own case. Objects with fewer than
-    ``min_voxels`` voxels are skipped.
+    ``min_voxels`` voxels are skipped. ``lesion_groups`` (lesion index → group, e.g. by diameter) and
+    ``organ_group`` (one group for every organ) replace the default reporting groups.
     """
     stored = np.asarray(phantom.suv, dtype=np.float32)
     # Engines see what the app gives them: RAS-canonical views of the stored [slice, row, col] arrays.
@@ -336,7 +347,15 @@ def cases_from_phantom(
         target = canonical.to_ras(phantom.labels == value)
         if int(target.sum()) >= min_voxels:
             cases.append(
-                Case(f"{session_key}/{name}", volume, spacing, target, name, group_of(name), session_key)
+                Case(
+                    f"{session_key}/{name}",
+                    volume,
+                    spacing,
+                    target,
+                    name,
+                    organ_group or group_of(name),
+                    session_key,
+                )
             )
     if include_lesions:
         for value in np.unique(phantom.lesion_labels):
@@ -345,5 +364,6 @@ def cases_from_phantom(
             target = canonical.to_ras(phantom.lesion_labels == value)
             if int(target.sum()) >= min_voxels:
                 case_id = f"{session_key}/lesion-{int(value)}"
-                cases.append(Case(case_id, volume, spacing, target, "lesion", LESION_GROUP, session_key))
+                group = (lesion_groups or {}).get(int(value), LESION_GROUP)
+                cases.append(Case(case_id, volume, spacing, target, "lesion", group, session_key))
     return cases

@@ -97,12 +97,34 @@ def test_click_in_hot_sphere_returns_that_sphere(engine, two_spheres):
     assert 0.5 < result.score <= 1.0
 
 
-def test_mask_is_the_41_percent_isocontour_of_the_local_peak(engine, two_spheres):
+def test_mask_is_the_background_corrected_41_percent_isocontour_of_the_local_peak(engine, two_spheres):
+    # Rule changed in issue 14: the level is background + 41 % of (peak - background), with the background
+    # read in a shell around the object (here uniform: BACKGROUND_SUV), not 41 % of the peak.
     volume, _, _ = two_spheres
     result = segment(engine, volume, Point(HOT))
-    threshold = 0.41 * volume[HOT[0] - 2 : HOT[0] + 3, HOT[1] - 2 : HOT[1] + 3, HOT[2] - 2 : HOT[2] + 3].max()
+    peak = volume[HOT[0] - 2 : HOT[0] + 3, HOT[1] - 2 : HOT[1] + 3, HOT[2] - 2 : HOT[2] + 3].max()
+    threshold = BACKGROUND_SUV + 0.41 * (peak - BACKGROUND_SUV)
     expected, _ = ndimage.label(volume >= threshold)
     assert np.array_equal(result.mask, expected == expected[HOT])
+    uncorrected, _ = ndimage.label(volume >= 0.41 * peak)
+    assert result.mask.sum() < (uncorrected == uncorrected[HOT]).sum()
+
+
+def test_background_is_local_a_hot_brain_elsewhere_does_not_raise_it(engine):
+    # A low-contrast organ (SUV 2 on 0.8) with a large SUV 10 "brain" in view: a global percentile floor
+    # lands above the organ (issue 14); the shell around the organ does not.
+    volume, (organ, _) = sphere_volume([((20, 20, 14), 16.0, 2.0), ((20, 20, 40), 20.0, 10.0)])
+    volume = volume - np.float32(BACKGROUND_SUV - 0.8)
+    result = segment(engine, volume, Point((20, 20, 14)))
+    assert dice_score(result.mask, organ) > 0.85
+
+
+def test_a_lesion_touching_a_hotter_organ_does_not_take_it(engine):
+    # A 10 mm-radius lesion (SUV 6) touching a large hotter structure (SUV 9): the region stays the lesion.
+    volume, (lesion, organ) = sphere_volume([((20, 20, 14), 10.0, 6.0), ((20, 20, 27), 16.0, 9.0)])
+    result = segment(engine, volume, Point((20, 20, 14)))
+    assert dice_score(result.mask, lesion) > 0.7
+    assert (result.mask & organ).sum() < 0.1 * organ.sum()
 
 
 def test_click_beside_the_peak_still_finds_the_sphere(engine, two_spheres):
@@ -185,7 +207,8 @@ def test_negative_click_splits_touching_spheres_along_the_valley(engine):
 
 def test_negative_click_on_the_rim_raises_the_threshold(engine, two_spheres):
     volume, hot, _ = two_spheres
-    wide = segment(ClassicalPETEngine(fraction=0.2), volume, Point(HOT)).mask
+    # fraction 0.1: wider than the default contour now that the fraction applies above the background.
+    wide = segment(ClassicalPETEngine(fraction=0.1), volume, Point(HOT)).mask
     rim = next(i for i in range(HOT[2] + 1, SHAPE[2]) if not wide[HOT[0], HOT[1], i]) - 1
     rim_voxel = (HOT[0], HOT[1], rim)
     result = segment(engine, volume, Point(HOT), Point(rim_voxel, positive=False), previous=wide)

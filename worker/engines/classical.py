@@ -1,23 +1,47 @@
-"""A weightless PET engine: the EANM 41 % SUVmax isocontour grown from clicks.
+"""A weightless PET engine: background-corrected isocontours grown from clicks (EANM 41 % for peaks).
 
 Rules (all deterministic; voxel indices in array axis order):
 
 * **Positive point** — the peak is the hottest voxel within ``peak_search_radius`` voxels of the click
-  (so a click just beside the hottest voxel still finds it; ties go to the first voxel in C order).
-  The region is the 6-connected set of voxels ``>= threshold`` that contains the peak, with
-  ``threshold = max(fraction * peak, floor)``, and its enclosed holes filled (a necrotic core). The floor
-  is ``background_ratio`` times the body background (median of the body voxels of the whole volume, see
-  :func:`body_background`, cached per ``session_key``) and at least ``min_threshold``; it stops a click on
-  background from flooding the body: a peak below the floor gives no region. The region is grown in a
-  crop around the peak that is extended on every side the region touches, up to ``max_half_size_mm`` from
-  the peak; a region cut by that limit is *truncated* (it halves the score). 6-connectivity is used
-  because noisy background percolates far sooner with 26 neighbours.
+  (so a click just beside the hottest voxel still finds it; ties go to the first voxel in C order); its
+  *level* is read on the volume smoothed with a 1-voxel Gaussian. The region is the 6-connected set of
+  voxels ``>= threshold`` that contains the peak, with its enclosed holes filled (a necrotic core). The
+  threshold is refined from the object's surroundings, never from the whole volume (a hot FDG brain
+  elsewhere changes nothing):
+
+  1. A first region at ``0.7 ×`` the smoothed level.
+  2. Its *local background* ``b``: the lower quartile of the voxels 6–12 mm outside it (``shell_mm``;
+     voxels ``<= 0`` such as air are left out). The lower quartile, so that a shell still partly inside a
+     large organ does not raise it.
+  3. The new threshold: ``b + fraction × (peak − b)`` (background-corrected 41 % of the raw peak). A region
+     of ``plateau_ml`` or more whose smoothed level is at most 1.25 × its median is a *plateau* (an organ):
+     its threshold is halfway between its median and ``b``, and what it encloses is part of it (renal
+     medulla, blood pool). A distinct peak on a plateau (a lesion in an organ) takes the plateau's median
+     as its background. A peak under ``min_contrast × b`` gives no region (only the clicked voxel).
+  4. Regrow and repeat from 2 until the threshold moves by under 1 % of the level (at most 4 times).
+
+  Leaks are controlled in three ways. A *barrier* grown from the click: rays from the clicked voxel in
+  8 × 16 directions measure how far the object reaches at the threshold (a ray that starts in a cold
+  pocket first has to reach it); each reach is capped at ``barrier_ratio`` × the median reach, widened to
+  its neighbouring rays and by ``barrier_margin_mm``; voxels beyond it are left out — unless the region
+  without the barrier is at most 1.3 × as large (then nothing leaked: a necrotic rim, an off-centre click).
+  A *ceiling*: when the region's hot part (90th percentile) is over 1.25 × the clicked level and does not
+  enclose the click, a hotter structure touches the object: voxels above 1.3 × the peak, and their
+  one-voxel rim, are left out. A *cold pocket*: when that hot part is over 1.5 × the clicked level and
+  encloses the click (the cardiac blood pool inside the myocardium), the hot part's level is used and the
+  region is what it encloses. The region is grown in a crop around the peak that is extended on every
+  side the region touches, up to ``max_half_size_mm`` from the peak; a region cut by that limit is
+  *truncated* (it halves the score). 6-connectivity is used because noisy background percolates far sooner
+  with 26 neighbours.
 * **Several positive points** — union of their regions.
-* **Box** — the voxels of the box ``>= max(fraction * box max, floor)`` in the 6-connected components that
-  contain a voxel of the box's hot core (``>= box_core_fraction * box max``), holes filled. With a box,
-  the regions of positive points are limited to the box.
+* **Box** — the box's background ``b`` is the median of its faces (voxels ``> 0``); the region is the voxels
+  of the box ``>= b + fraction × (box max − b)`` in the 6-connected components that contain a voxel of the
+  box's hot core (``>= b + box_core_fraction × (box max − b)``), holes filled. With a box, the regions of
+  positive points are limited to the box.
 * **Previous mask** — the starting point. Its earlier prompts are already in it, so only the newest point
-  (the last one) is applied to it: a positive point adds its region, from which the earlier negative
+  (the last one) is applied to it: a positive point adds its region (only the part within 15 mm of the
+  click when the click lies outside the mask but within 1.5 voxels of it: a click on the edge of an
+  object widens it there instead of growing a new object from a rim voxel's low level), from which the earlier negative
   points are carved again (what they removed does not come back; if that would drop the new click
   itself, the newer click wins); a negative point carves. Without a previous mask every prompt is
   applied: box and positive points, then negative points in order.
@@ -40,6 +64,14 @@ Rules (all deterministic; voxel indices in array axis order):
 
   If a cut would take more than half of ``C`` (typically a seed in a cold pocket such as the cardiac
   blood pool), it is limited to the voxels nearer to ``n`` than to the seed. Distances are in mm.
+
+  Two cases come before these level rules. On a plateau (``C`` of ``plateau_ml`` or more whose smoothed
+  95th percentile is at most 1.3 × its median: an organ), a negative point within 1.5 voxels of ``C``'s
+  outside shaves the rim: the voxels within 15 mm of it that lie no deeper than it (half a voxel of slack)
+  are removed. Otherwise, when eroding ``C`` by at most 8 mm separates ``n`` from every seed (a leak
+  through a neck), the part beyond the neck goes, with the voxels nearer to it than to the seeds' part.
+  Whatever rule decides, on an organ-sized ``C`` (``plateau_ml`` or more) a negative point removes only
+  voxels within 15 mm of it or halfway to the nearest seed, whichever is farther.
 * **Clicked voxels are always honoured** — a positively clicked voxel is in the result (even on
   background: then the result is that voxel, with a score near 0), a negatively clicked voxel is not.
   If one voxel is given both ways, only the later click counts.
@@ -52,41 +84,69 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
 
 import numpy as np
 from scipy import ndimage
 
 from worker.engines.base import Box, Capabilities, Prompts, SegmentationResult, check_kind
+from worker.engines.classical_negative import carve, carved_region
 from worker.engines.classical_regions import (  # noqa: F401
     _BACKGROUND_CACHE_SIZE,
     _COLDER,
+    _EDGE_ADD_MM,
     _FACE_CONNECTIVITY,
     _PLATEAU_RATIO,
     _PLATEAU_SLOPE,
     _RIM_VOXELS,
     _SCORE_FULL_RESOLUTION_VOXELS,
     Index,
+    _ball,
     _bounding_bounds,
     _Bounds,
     _check_inputs,
     _component_containing,
+    _encloses,
+    _near_mask,
     _nearer_to_second,
     _nearest_split,
+    _neck_split,
     _paste_into,
     _plateau_split,
     _Region,
     _resolve_conflicts,
+    _rim_shave,
     _Seed,
     _separating_level,
+    _shell_median,
     _slope_at,
     _smoothed,
+    _Star,
+    _star_barrier,
     _touches_face,
     _triple,
     _union_all,
     _voxels,
     body_background,
 )
+
+# The first region of a click is grown at this fraction of its peak; its shell gives the first background.
+_START_FRACTION = 0.7
+# At most this many background refinements (region → shell → level → region); usually 2 suffice.
+_REFINEMENTS = 4
+# A region whose hot part (90th percentile) exceeds the clicked peak this many times holds the click in a
+# cold pocket.
+_COLD_POCKET_RATIO = 1.5
+# A region whose hot part exceeds the clicked level this many times, without enclosing the click, ran into
+# a touching hotter structure.
+_HOTTER_RATIO = 1.25
+# A plateau's edge lies halfway between its level and the background.
+_PLATEAU_FRACTION = 0.5
+# A region that the barrier cuts by more than this factor leaked into a touching structure.
+_LEAK_RATIO = 1.3
+# Voxels hotter than this many times the clicked peak belong to a touching hotter structure.
+_CEILING_RATIO = 1.3
+# A smoothed peak this many times above the plateau's median is an object of its own on the plateau.
+_DISTINCT_PEAK = 1.25
 
 
 class ClassicalPETEngine:
@@ -99,11 +159,15 @@ class ClassicalPETEngine:
         self,
         fraction: float = 0.41,
         peak_search_radius: int = 2,
-        background_ratio: float = 1.5,
+        min_contrast: float = 1.2,
         min_threshold: float = 0.0,
         initial_half_size_mm: float = 40.0,
         max_half_size_mm: float = 200.0,
         box_core_fraction: float = 0.8,
+        shell_mm: tuple[float, float] = (6.0, 12.0),
+        barrier_ratio: float = 1.5,
+        barrier_margin_mm: float = 6.0,
+        plateau_ml: float = 30.0,
     ) -> None:
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"fraction must be in (0, 1), got {fraction}")
@@ -111,14 +175,19 @@ class ClassicalPETEngine:
             raise ValueError("peak_search_radius must be >= 0")
         if not 0 < initial_half_size_mm <= max_half_size_mm:
             raise ValueError("need 0 < initial_half_size_mm <= max_half_size_mm")
+        if not 0 <= shell_mm[0] < shell_mm[1]:
+            raise ValueError("need 0 <= shell_mm[0] < shell_mm[1]")
         self.fraction = fraction
         self.peak_search_radius = peak_search_radius
-        self.background_ratio = background_ratio
+        self.min_contrast = min_contrast
         self.min_threshold = min_threshold
         self.initial_half_size_mm = initial_half_size_mm
         self.max_half_size_mm = max_half_size_mm
         self.box_core_fraction = box_core_fraction
-        self._background_by_session: OrderedDict[str, float] = OrderedDict()
+        self.shell_mm = shell_mm
+        self.barrier_ratio = barrier_ratio
+        self.barrier_margin_mm = barrier_margin_mm
+        self.plateau_ml = plateau_ml
 
     # ------------------------------------------------------------------ public API
 
@@ -136,12 +205,11 @@ class ClassicalPETEngine:
         check_kind(kind)  # accepted and ignored: a threshold region is the same for a lesion or an organ
         _check_inputs(volume, spacing, prompts, previous_mask)
         spacing = (float(spacing[0]), float(spacing[1]), float(spacing[2]))
-        floor = self._floor(volume, session_key)
         after_floor = time.perf_counter()
 
         points = _resolve_conflicts(prompts.points)
         limit = _Bounds(prompts.box.lower, prompts.box.upper) if prompts.box is not None else None
-        seed_by_click = {p.index: self._seed_for(volume, p.index, floor, limit) for p in points if p.positive}
+        seed_by_click = {p.index: self._seed_for(volume, p.index, limit) for p in points if p.positive}
         seeds = [seed for seed in seed_by_click.values() if seed is not None]
         previous_bounds = _bounding_bounds(previous_mask) if previous_mask is not None else None
         parts: list[_Bounds] = []
@@ -156,15 +224,23 @@ class ClassicalPETEngine:
         to_apply = points[-1:] if incremental else sorted(points, key=lambda p: not p.positive)
         truncated = False
         if prompts.box is not None and not (incremental and points):
-            truncated |= self._paste(mask, parts, self._box_region(volume, prompts.box, floor))
+            truncated |= self._paste(mask, parts, self._box_region(volume, spacing, prompts.box))
         earlier_negatives = [p.index for p in points if not p.positive] if incremental else []
         for point in (p for p in to_apply if p.positive):
             seed = seed_by_click[point.index]
             if seed is not None:
-                region = self._grow(volume, spacing, seed.peak, seed.threshold, limit)
-                # Earlier negative clicks still hold: what they removed must not come back with this region.
-                region = self._carved_region(volume, spacing, region, earlier_negatives, seeds)
-                truncated |= self._paste(mask, parts, region)
+                region = self._region_for(volume, spacing, seed, limit)
+                if region is not None:
+                    # Earlier negative clicks still hold: what they removed must not come back with this region.
+                    if incremental and _near_mask(mask, point.index, spacing):
+                        # A click on the edge of the current mask adds to it there, not a new object.
+                        region = _Region(
+                            region.bounds,
+                            region.mask & _ball(region.bounds, point.index, spacing, _EDGE_ADD_MM),
+                            region.truncated,
+                        )
+                    region = self._carved_region(volume, spacing, region, earlier_negatives, seeds)
+                    truncated |= self._paste(mask, parts, region)
         after_positives = time.perf_counter()
 
         for point in (p for p in to_apply if not p.positive):
@@ -179,7 +255,7 @@ class ClassicalPETEngine:
         score = self._score(volume, mask, _union_all(parts) if parts else None, truncated)
         finished = time.perf_counter()
         timings = {
-            "background": 1000 * (after_floor - started),
+            "checks": 1000 * (after_floor - started),
             "positive": 1000 * (after_positives - after_floor),
             "negative": 1000 * (after_negatives - after_positives),
             "score": 1000 * (finished - after_negatives),
@@ -189,25 +265,15 @@ class ClassicalPETEngine:
 
     # ------------------------------------------------------------------ thresholds
 
-    def _floor(self, volume: np.ndarray, session_key: str | None) -> float:
-        """The lowest threshold any region may use (background-relative, never below ``min_threshold``)."""
-        if session_key is None:
-            background = body_background(volume)
-        elif session_key in self._background_by_session:
-            background = self._background_by_session[session_key]
-            self._background_by_session.move_to_end(session_key)
-        else:
-            background = body_background(volume)
-            self._background_by_session[session_key] = background
-            if len(self._background_by_session) > _BACKGROUND_CACHE_SIZE:
-                self._background_by_session.popitem(last=False)
-        return max(self.min_threshold, self.background_ratio * background)
-
-    def _threshold(self, peak_value: float, floor: float) -> float | None:
-        """The isocontour level for a peak, or ``None`` when the peak is not above the floor."""
-        if not math.isfinite(peak_value) or peak_value < floor or peak_value <= 0:
+    def _threshold(self, level: float, background: float, fraction: float | None = None) -> float | None:
+        """The background-corrected isocontour: ``background + fraction * (level - background)``;
+        ``None`` when ``level`` is not clearly above the background (``min_contrast``)."""
+        if not math.isfinite(level) or level <= 0 or level < self.min_threshold:
             return None
-        return max(self.fraction * peak_value, floor)
+        if background > 0 and level < self.min_contrast * background:
+            return None
+        fraction = self.fraction if fraction is None else fraction
+        return max(background + fraction * (level - background), self.min_threshold)
 
     def _peak_near(
         self,
@@ -240,14 +306,96 @@ class ClassicalPETEngine:
 
     # ------------------------------------------------------------------ positive prompts
 
-    def _seed_for(
-        self, volume: np.ndarray, index: Index, floor: float, limit: _Bounds | None
-    ) -> _Seed | None:
-        """Where a positive click's region grows from and at which level; ``None`` below the floor."""
+    def _seed_for(self, volume: np.ndarray, index: Index, limit: _Bounds | None) -> _Seed | None:
+        """Where a positive click's region grows from; ``None`` when its peak is not above zero."""
         allowed = np.ones(limit.shape, dtype=bool) if limit is not None else None
         peak, peak_value = self._peak_near(volume, index, allowed, limit)
-        threshold = self._threshold(peak_value, floor)
-        return None if threshold is None else _Seed(index, peak, threshold)
+        if not math.isfinite(peak_value) or peak_value <= 0 or peak_value < self.min_threshold:
+            return None
+        # The level is read on the lightly smoothed image: one noisy voxel must not set an organ's level.
+        window = _Bounds(
+            _triple(max(0, i - 3) for i in peak), _triple(min(n, i + 4) for i, n in zip(peak, volume.shape, strict=True))
+        )
+        smoothed = _smoothed(np.nan_to_num(np.asarray(volume[window.slices], dtype=np.float32)))
+        level = float(smoothed[window.local(peak)])
+        return _Seed(index, peak, peak_value, level if level > 0 else peak_value)
+
+    def _region_for(
+        self, volume: np.ndarray, spacing: tuple[float, float, float], seed: _Seed, limit: _Bounds | None
+    ) -> _Region | None:
+        """The region of a positive click (module doc): levels refined against the local background."""
+        peak_value = seed.peak_value
+        level = peak_value
+        voxel_ml = float(np.prod(spacing)) / 1000.0
+        threshold = _START_FRACTION * seed.smoothed_value
+        region = self._grow_barred(volume, spacing, seed, threshold, limit, enclose=False)
+        enclose = False
+        ceiling: float | None = None
+        for _ in range(_REFINEMENTS):
+            background = _shell_median(volume, region, spacing, *self.shell_mm)
+            if background is None:
+                break
+            values = np.asarray(volume[region.bounds.slices], dtype=np.float32)[region.mask]
+            hot = float(np.percentile(values, 90)) if values.size else level
+            if not enclose and ceiling is None and hot > _HOTTER_RATIO * seed.smoothed_value:
+                hot_threshold = self._threshold(hot, background)
+                enclosed = hot_threshold is not None and _encloses(volume, region.bounds, hot_threshold, seed.click)
+                if enclosed and hot > _COLD_POCKET_RATIO * seed.smoothed_value:
+                    # The click sat in a cold pocket of a hotter object (the cardiac blood pool): the
+                    # object's level is that of its hot part, and the region is what that part encloses.
+                    level, enclose = hot, True
+                elif not enclosed:
+                    # A hotter structure touches the clicked object and is not part of it: a ceiling.
+                    ceiling = _CEILING_RATIO * peak_value
+                    region = self._grow_barred(volume, spacing, seed, threshold, limit, False, ceiling)
+                    continue
+            if enclose:
+                new_threshold = self._threshold(level, background)
+            elif values.size * voxel_ml >= self.plateau_ml:
+                # A large object is a plateau, not a peak: its edge is halfway between its level (median)
+                # and the background, whatever its noisiest voxel.
+                plateau = float(np.median(values))
+                if seed.smoothed_value <= _DISTINCT_PEAK * plateau:
+                    # Cold pockets of a plateau (renal medulla, blood pool, necrosis) belong to it.
+                    enclose = True
+                    new_threshold = self._threshold(plateau, background, fraction=_PLATEAU_FRACTION)
+                else:  # a distinct peak on a plateau (a lesion in an organ): the organ is its background
+                    new_threshold = self._threshold(level, plateau)
+            else:
+                new_threshold = self._threshold(level, background)
+            if new_threshold is None:
+                return None
+            if abs(new_threshold - threshold) < 0.01 * level:
+                break
+            threshold = new_threshold
+            start = region.bounds.padded(2, volume.shape) if enclose else None
+            region = self._grow_barred(volume, spacing, seed, threshold, limit, enclose, ceiling, start)
+        return region
+
+    def _grow_barred(
+        self,
+        volume: np.ndarray,
+        spacing: tuple[float, float, float],
+        seed: _Seed,
+        threshold: float,
+        limit: _Bounds | None,
+        enclose: bool,
+        ceiling: float | None = None,
+        start: _Bounds | None = None,
+    ) -> _Region:
+        # The barrier's rays start at the click, not at the peak: on a plateau the hottest voxel is anywhere.
+        star = _star_barrier(
+            volume, spacing, seed.click, threshold, self.max_half_size_mm, self.barrier_ratio, self.barrier_margin_mm
+        )
+        free = self._grow(volume, spacing, seed.peak, threshold, limit, None, enclose, ceiling, start)
+        if not (free.mask & ~star.allowed(free.bounds, spacing)).any():
+            return free  # the barrier cuts nothing
+        barred = self._grow(volume, spacing, seed.peak, threshold, limit, star, enclose, ceiling, start)
+        # The barrier is for leaks: a free region not much larger than the barred one (a necrotic rim whose
+        # rays cross the cold core, an off-centre click) is taken whole.
+        if free.mask.sum() <= _LEAK_RATIO * barred.mask.sum():
+            return free
+        return barred
 
     def _grow(
         self,
@@ -256,8 +404,14 @@ class ClassicalPETEngine:
         seed: Index,
         threshold: float,
         limit: _Bounds | None,
+        star: _Star | None = None,
+        enclose: bool = False,
+        ceiling: float | None = None,
+        start: _Bounds | None = None,
     ) -> _Region:
-        """The 6-connected region ``>= threshold`` around ``seed``, in a crop extended where it is touched."""
+        """The 6-connected region ``>= threshold`` around ``seed`` inside the barrier ``star``, in a crop
+        extended where it is touched; with ``enclose`` the region is what encloses ``seed`` (holes filled
+        before choosing the component)."""
         shape = volume.shape
         outer = limit if limit is not None else _Bounds((0, 0, 0), _triple(shape))
         initial = [max(1, math.ceil(self.initial_half_size_mm / s)) for s in spacing]
@@ -266,9 +420,20 @@ class ClassicalPETEngine:
         hard_upper = [min(o, i + m + 1) for o, i, m in zip(outer.upper, seed, maximum, strict=True)]
         lower = [max(h, i - r) for h, i, r in zip(hard_lower, seed, initial, strict=True)]
         upper = [min(h, i + r + 1) for h, i, r in zip(hard_upper, seed, initial, strict=True)]
+        if start is not None:  # an enclosing region must fit its crop whole for its holes to be filled
+            lower = [max(h, min(lo, s)) for h, lo, s in zip(hard_lower, lower, start.lower, strict=True)]
+            upper = [min(h, max(hi, s)) for h, hi, s in zip(hard_upper, upper, start.upper, strict=True)]
         while True:
             bounds = _Bounds(_triple(lower), _triple(upper))
             binary = np.asarray(volume[bounds.slices]) >= threshold
+            if star is not None:
+                binary &= star.allowed(bounds, spacing)
+            if ceiling is not None:  # a hotter touching structure and its blurred edge are left out
+                hotter = np.asarray(volume[bounds.slices]) > ceiling
+                binary &= ~ndimage.binary_dilation(hotter, structure=_FACE_CONNECTIVITY)
+            if enclose:
+                binary = ndimage.binary_fill_holes(binary)
+            binary[bounds.local(seed)] = True
             region = _component_containing(binary, [bounds.local(seed)])
             grew = False
             truncated = False
@@ -294,16 +459,23 @@ class ClassicalPETEngine:
             if not grew:
                 return _Region(bounds, ndimage.binary_fill_holes(region), truncated)
 
-    def _box_region(self, volume: np.ndarray, box: Box, floor: float) -> _Region | None:
+    def _box_region(self, volume: np.ndarray, spacing: tuple[float, float, float], box: Box) -> _Region | None:
         bounds = _Bounds(box.lower, box.upper)
         values = np.asarray(volume[bounds.slices], dtype=np.float64)
         finite = np.where(np.isfinite(values), values, -np.inf)
         box_max = float(finite.max())
-        threshold = self._threshold(box_max, floor)
+        # The box's local background: the median of its faces (a box is drawn around the object).
+        faces = np.concatenate(
+            [np.take(finite, side, axis=axis).ravel() for axis in range(3) for side in (0, -1)]
+        )
+        faces = faces[np.isfinite(faces) & (faces > 0)]
+        background = float(np.median(faces)) if faces.size else 0.0
+        threshold = self._threshold(box_max, background)
         if threshold is None:
             return None
         labels, _ = ndimage.label(finite >= threshold, structure=_FACE_CONNECTIVITY)
-        core_labels = np.unique(labels[finite >= self.box_core_fraction * box_max])
+        core_level = background + self.box_core_fraction * (box_max - background)
+        core_labels = np.unique(labels[finite >= core_level])
         core_labels = core_labels[core_labels > 0]
         return _Region(bounds, ndimage.binary_fill_holes(np.isin(labels, core_labels)))
 
@@ -326,20 +498,7 @@ class ClassicalPETEngine:
         negatives: list[Index],
         seeds: list[_Seed],
     ) -> _Region:
-        """``region`` with the negative points inside it carved out (as they would carve the mask)."""
-        inside = [n for n in negatives if region.bounds.contains(n) and region.mask[region.bounds.local(n)]]
-        if not inside:
-            return region
-        scratch = np.zeros(volume.shape, dtype=bool)
-        scratch[region.bounds.slices] = region.mask
-        newest = seeds[-1].click if seeds else None
-        for negative in inside:
-            before = scratch[region.bounds.slices].copy()
-            self._carve(volume, spacing, scratch, region.bounds, negative, seeds)
-            if newest is not None and not scratch[newest]:
-                # This cut would take the newest positive click with it: the newer click wins.
-                scratch[region.bounds.slices] = before
-        return _Region(region.bounds, scratch[region.bounds.slices].copy(), region.truncated)
+        return carved_region(volume, spacing, region, negatives, seeds, self.plateau_ml)
 
     def _carve(
         self,
@@ -351,100 +510,7 @@ class ClassicalPETEngine:
         seeds: list[_Seed],
     ) -> None:
         """Removes the part of ``mask`` that the negative point ``index`` designates (module doc rules)."""
-        if not mask[index]:
-            return
-        labels, _ = ndimage.label(mask[mask_bounds.slices], structure=_FACE_CONNECTIVITY)
-        label = labels[mask_bounds.local(index)]
-        component_slices = ndimage.find_objects(labels)[label - 1]
-        bounds = _Bounds(
-            _triple(lo + s.start for lo, s in zip(mask_bounds.lower, component_slices, strict=True)),
-            _triple(lo + s.stop for lo, s in zip(mask_bounds.lower, component_slices, strict=True)),
-        )
-        component = labels[component_slices] == label
-        values = np.asarray(volume[bounds.slices], dtype=np.float64)
-        local_negative = bounds.local(index)
-        local_seeds: list[Index] = []
-        for seed in seeds:
-            # A seed belongs to this component by its peak or, failing that, by the clicked voxel.
-            for candidate in (seed.peak, seed.click):
-                local = bounds.local(candidate)
-                if bounds.contains(candidate) and component[local] and local != local_negative:
-                    local_seeds.append(local)
-                    break
-
-        if not local_seeds:
-            removal = component
-        else:
-            removal = self._removal_for_seeds(values, component, spacing, local_negative, local_seeds)
-        removal[local_negative] = True
-        mask[bounds.slices] &= ~removal
-
-    def _removal_for_seeds(
-        self,
-        values: np.ndarray,
-        component: np.ndarray,
-        spacing: tuple[float, float, float],
-        negative: Index,
-        seeds: list[Index],
-    ) -> np.ndarray:
-        """What a negative point removes from a component that also holds positive seeds.
-
-        Each seed keeps what it claims against the negative point (:meth:`_kept_by_seed`); the rest goes.
-        Levels are compared on lightly smoothed values so that noise does not decide where to cut.
-        """
-        smoothed = _smoothed(values)
-        kept = np.zeros_like(component)
-        for seed in seeds:
-            kept |= self._kept_by_seed(smoothed, component, spacing, negative, seed)
-        return component & ~kept
-
-    @staticmethod
-    def _kept_by_seed(
-        smoothed: np.ndarray,
-        component: np.ndarray,
-        spacing: tuple[float, float, float],
-        negative: Index,
-        seed: Index,
-    ) -> np.ndarray:
-        """The part of ``component`` that ``seed`` keeps when ``negative`` is clicked in it."""
-        seed_only = _voxels(component, [seed])
-        split_level = _separating_level(smoothed, component, negative, seed)
-        if split_level is None:  # a flat plateau: only geometry can separate them
-            return component & ~_nearer_to_second(component, seed, negative, spacing)
-        above = component & (smoothed >= split_level)
-        negative_level, seed_level = float(smoothed[negative]), float(smoothed[seed])
-        if negative_level < _PLATEAU_RATIO * seed_level and _slope_at(
-            smoothed, negative, spacing
-        ) < _PLATEAU_SLOPE * (seed_level - negative_level):
-            # The negative point is on a colder plateau (an organ around a lesion, a colder neighbour): the
-            # border lies halfway between the two levels.
-            plateau = _plateau_split(smoothed, component, spacing, negative, seed, seed_level, negative_level)
-            if plateau is not None:
-                return plateau
-        if above[seed] and (not above[negative] or negative_level < _COLDER * seed_level):
-            # The negative point is on the seed's colder edge: raise the threshold just enough to drop it.
-            return _component_containing(above, [seed])
-        if above[seed]:
-            # Two hot objects joined by a saddle: cut along the valley.
-            keep_core = _component_containing(above, [seed])
-            remove_core = _component_containing(above, [negative])
-        else:
-            # The clicked object is hotter and the level rises into it without a valley: cut halfway
-            # between the two levels; the clicked object's rim goes with it.
-            halfway = 0.5 * (seed_level + negative_level)
-            remove_core = _component_containing(component & (smoothed >= halfway), [negative])
-            if remove_core[seed]:
-                return component & ~_nearer_to_second(component, seed, negative, spacing)
-            margin = ndimage.binary_dilation(
-                remove_core, structure=_FACE_CONNECTIVITY, iterations=_RIM_VOXELS
-            )
-            keep_core = _component_containing(component & ~margin, [seed]) | seed_only
-        removal = _nearest_split(component, keep_core, remove_core, spacing)
-        if 2 * int(removal.sum()) > int(component.sum()):
-            # A cut that takes most of the object usually means the seed sits in a cold pocket (blood pool):
-            # limit it to the voxels nearer to the negative point than to the seed.
-            removal &= _nearer_to_second(component, seed, negative, spacing)
-        return component & ~removal
+        carve(volume, spacing, mask, mask_bounds, index, seeds, self.plateau_ml)
 
     # ------------------------------------------------------------------ score
 

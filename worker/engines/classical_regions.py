@@ -97,15 +97,19 @@ class _Region:
 
 @dataclass(frozen=True)
 class _Seed:
-    """A positive click, the peak its region grows from, and the region's threshold."""
+    """A positive click, the peak its region grows from, the peak's value and its smoothed level."""
 
     click: Index
     peak: Index
-    threshold: float
+    peak_value: float
+    smoothed_value: float
 
 
 def body_background(volume: np.ndarray) -> float:
     """A robust body background level: median of the voxels above 10 % of the 99.5th percentile.
+
+    No longer used by the engine (issue 14: with an FDG brain in view it lands above muscle; regions use a
+    local shell instead); kept for callers that want a whole-volume level.
 
     Computed on every ``_BACKGROUND_STRIDE``-th voxel per axis (fast on whole-body volumes); the 10 %
     level leaves out air and keeps soft tissue, whatever the units (SUV, Bq/ml).
@@ -323,3 +327,195 @@ def _separating_level(
         else:
             high = middle
     return high
+
+
+# ---------------------------------------------------------------------- local background and barrier
+
+# Directions of the barrier's rays: a (polar, azimuth) table.
+_RAY_POLAR = 8
+_RAY_AZIMUTH = 16
+
+
+def _shell_median(
+    volume: np.ndarray, region: _Region, spacing: tuple[float, float, float], near_mm: float, far_mm: float
+) -> float | None:
+    """Lower quartile of the voxels ``near_mm``–``far_mm`` outside ``region`` (values > 0: air out).
+
+    Large crops are looked at on 2×2×2 blocks (the shell is a few voxels thick; ±1 voxel does not matter).
+    """
+    step = 2 if region.mask.size > _EXACT_DISTANCE_VOXELS else 1
+    far_voxels = [max(1, math.ceil(far_mm / (s * step))) for s in spacing]
+    bounds = _Bounds(
+        _triple(max(0, lo - f * step) for lo, f in zip(region.bounds.lower, far_voxels, strict=True)),
+        _triple(min(n, hi + f * step) for hi, f, n in zip(region.bounds.upper, far_voxels, volume.shape, strict=True)),
+    )
+    inside = _paste_into(region.mask, region.bounds, bounds)[::step, ::step, ::step]
+    values = np.asarray(volume[bounds.slices][::step, ::step, ::step], dtype=np.float32)
+    distance = ndimage.distance_transform_edt(~inside, sampling=tuple(s * step for s in spacing))
+    shell = (distance > near_mm) & (distance <= far_mm) & (values > 0) & np.isfinite(values)
+    if not shell.any():
+        return None
+    # The lower quartile: a shell that still runs partly inside the object (a first, partial region of an
+    # organ) must not raise the background.
+    return float(np.percentile(values[shell], 25))
+
+
+@dataclass(frozen=True)
+class _Star:
+    """A barrier grown from a point: how far (mm) the object reaches along each ray, capped."""
+
+    centre: Index
+    radii: np.ndarray  # (_RAY_POLAR, _RAY_AZIMUTH), mm, margin included
+
+    def allowed(self, bounds: _Bounds, spacing: tuple[float, float, float]) -> np.ndarray:
+        offsets = [
+            ((np.arange(lo, hi) - c) * s).astype(np.float32)
+            for lo, hi, c, s in zip(bounds.lower, bounds.upper, self.centre, spacing, strict=True)
+        ]
+        a, b, c = np.meshgrid(*offsets, indexing="ij", sparse=True)
+        distance = np.sqrt(a * a + b * b + c * c)
+        polar = np.arccos(np.clip(a / np.maximum(distance, 1e-6), -1.0, 1.0))
+        azimuth = np.arctan2(c, b)
+        i = np.minimum((polar / np.pi * _RAY_POLAR).astype(np.int32), _RAY_POLAR - 1)
+        j = np.minimum(((azimuth + np.pi) / (2 * np.pi) * _RAY_AZIMUTH).astype(np.int32), _RAY_AZIMUTH - 1)
+        return distance <= self.radii[i, j]
+
+
+def _star_barrier(
+    volume: np.ndarray,
+    spacing: tuple[float, float, float],
+    centre: Index,
+    threshold: float,
+    max_mm: float,
+    cap_ratio: float,
+    margin_mm: float,
+) -> _Star:
+    """How far the object reaches from ``centre`` along rays at ``threshold``, each capped at ``cap_ratio``
+    times the median reach (a ray that runs on into a touching structure stops near the object's size).
+
+    Along a ray the profile (linear interpolation, averaged over one voxel) first has to reach the
+    threshold (a click in a cold pocket such as the cardiac blood pool starts below it); the reach is where
+    it then stays below the threshold for more than one voxel.
+    """
+    step = 0.75 * min(spacing)
+    distances = np.arange(0.0, max_mm + step, step)
+    polar = (np.arange(_RAY_POLAR) + 0.5) / _RAY_POLAR * np.pi
+    azimuth = (np.arange(_RAY_AZIMUTH) + 0.5) / _RAY_AZIMUTH * 2 * np.pi - np.pi
+    p, q = np.meshgrid(polar, azimuth, indexing="ij")
+    directions = np.stack([np.cos(p), np.sin(p) * np.cos(q), np.sin(p) * np.sin(q)], axis=-1)  # mm
+    points = centre + directions[..., None, :] * distances[:, None] / np.asarray(spacing)
+    coordinates = points.reshape(-1, 3).T
+    inside = np.all((coordinates >= 0) & (coordinates <= np.asarray(volume.shape)[:, None] - 1), axis=0)
+    low = np.clip(np.floor(coordinates).astype(np.int64), 0, np.asarray(volume.shape)[:, None] - 2)
+    box = _Bounds(_triple(low.min(axis=1)), _triple(np.minimum(low.max(axis=1) + 2, volume.shape)))
+    crop = np.asarray(volume[box.slices], dtype=np.float32)
+    local = coordinates - np.asarray(box.lower)[:, None]
+    samples = ndimage.map_coordinates(crop, local, order=1, mode="nearest")
+    samples[~inside] = 0.0
+    profile = samples.reshape(_RAY_POLAR * _RAY_AZIMUTH, distances.size)
+    width = max(1, int(round(min(spacing) / step)))
+    profile = ndimage.uniform_filter1d(profile, size=width + 1, axis=1, mode="nearest")
+    above = profile >= threshold
+    reached = np.maximum.accumulate(above, axis=1)
+    run = max(2, int(math.ceil(1.5 * min(spacing) / step)))
+    below_run = ndimage.minimum_filter1d((~above).astype(np.uint8), size=run, axis=1, origin=-(run // 2), mode="nearest")
+    stop = reached & (below_run > 0)
+    first = np.where(stop.any(axis=1), stop.argmax(axis=1), distances.size - 1)
+    reach = distances[first]
+    reach[~reached.any(axis=1)] = 0.0
+    positive = reach[reach > 0]
+    cap = cap_ratio * float(np.median(positive)) if positive.size else 0.0
+    radii = np.minimum(reach, cap).reshape(_RAY_POLAR, _RAY_AZIMUTH)
+    # A voxel is judged by the ray of its direction bin; its neighbours' reach too, so that a corner or a
+    # surface the bin's own ray grazes is not cut off by the binning.
+    radii = ndimage.maximum_filter(radii, size=3, mode=("nearest", "wrap"))
+    return _Star(centre, radii + margin_mm)
+
+
+# A neck (the bridge a region leaks through into a touching structure) is at most this wide (mm, per side).
+_NECK_MM = 8.0
+
+
+def _neck_split(
+    component: np.ndarray, spacing: tuple[float, float, float], negative: Index, seeds: list[Index]
+) -> np.ndarray | None:
+    """What a negative point removes when it sits beyond a neck: the part that erosion by the fewest voxels
+    (up to ``_NECK_MM``) separates from every seed, plus the voxels nearer to that part than to the seeds'
+    part. ``None`` when no such erosion separates them (then the level rules decide)."""
+    most = max(1, math.ceil(_NECK_MM / min(spacing)))
+    eroded = component
+    for _ in range(most):
+        eroded = ndimage.binary_erosion(eroded, structure=_FACE_CONNECTIVITY)
+        if not eroded[negative]:
+            return None
+        labels, _ = ndimage.label(eroded, structure=_FACE_CONNECTIVITY)
+        kept = {int(labels[s]) for s in seeds} - {0}
+        if not kept:
+            return None
+        if int(labels[negative]) not in kept:
+            keep_core = np.isin(labels, list(kept))
+            remove_core = labels == labels[negative]
+            return _nearest_split(component, keep_core, remove_core, spacing)
+    return None
+
+
+# A negative point this close (in voxels of the coarsest axis) to the outside of a large object is on its
+# rim; the rim is then shaved within _SHAVE_MM of it.
+_RIM_DEPTH_VOXELS = 1.5
+# A positive click this close to the current mask adds the part of its region within this distance; a
+# negative click on an organ removes at least this far around itself.
+_EDGE_ADD_MM = 15.0
+_SHAVE_MM = 15.0
+_PLATEAU_SPREAD = 1.3
+
+
+def _rim_shave(
+    component: np.ndarray, smoothed: np.ndarray, spacing: tuple[float, float, float], negative: Index
+) -> np.ndarray | None:
+    """What a negative point on the rim of a plateau (an organ) removes: the voxels within ``_SHAVE_MM`` of
+    it that lie no deeper in the object than it does (half a voxel of slack). ``None`` when the point is
+    deeper or the object is peaked (its 95th percentile over ``_PLATEAU_SPREAD`` times its median, on the
+    ``smoothed`` values): a lesion's rim is cut by the level rules instead."""
+    inside = smoothed[component]
+    if np.percentile(inside, 95) > _PLATEAU_SPREAD * np.median(inside):
+        return None
+    depth = ndimage.distance_transform_edt(np.pad(component, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    coarsest = max(spacing)
+    if depth[negative] > _RIM_DEPTH_VOXELS * coarsest:
+        return None
+    offsets = [
+        ((np.arange(n) - c) * s) ** 2 for n, c, s in zip(component.shape, negative, spacing, strict=True)
+    ]
+    near = (offsets[0][:, None, None] + offsets[1][None, :, None] + offsets[2][None, None, :]) <= _SHAVE_MM**2
+    return component & near & (depth <= depth[negative] + 0.5 * coarsest)
+
+
+def _encloses(volume: np.ndarray, bounds: _Bounds, threshold: float, click: Index) -> bool:
+    """Whether the voxels ``>= threshold`` around ``bounds`` enclose the (colder) clicked voxel."""
+    padded = bounds.padded(2, volume.shape)
+    hot = np.asarray(volume[padded.slices]) >= threshold
+    local = padded.local(click)
+    if not padded.contains(click) or hot[local]:
+        return False
+    return bool(ndimage.binary_fill_holes(hot)[local])
+
+
+def _ball(bounds: _Bounds, centre: Index, spacing: tuple[float, float, float], radius_mm: float) -> np.ndarray:
+    """The voxels of the box ``bounds`` within ``radius_mm`` of voxel ``centre`` (both in volume indices)."""
+    squares = [
+        ((np.arange(lo, hi) - c) * s) ** 2
+        for lo, hi, c, s in zip(bounds.lower, bounds.upper, centre, spacing, strict=True)
+    ]
+    return (squares[0][:, None, None] + squares[1][None, :, None] + squares[2][None, None, :]) <= radius_mm**2
+
+
+def _near_mask(mask: np.ndarray, index: Index, spacing: tuple[float, float, float]) -> bool:
+    """Whether voxel ``index`` is outside ``mask`` but within 1.5 voxels (coarsest axis) of it."""
+    if mask[index]:
+        return False
+    reach = 1.5 * max(spacing)
+    window = _Bounds(
+        _triple(max(0, i - math.ceil(reach / s)) for i, s in zip(index, spacing, strict=True)),
+        _triple(min(n, i + math.ceil(reach / s) + 1) for i, s, n in zip(index, spacing, mask.shape, strict=True)),
+    )
+    return bool((mask[window.slices] & _ball(window, index, spacing, reach)).any())

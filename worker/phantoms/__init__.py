@@ -2,7 +2,9 @@
 
 ``make_phantom`` builds one from a seed (``phantom``: the Phantom record; ``anatomy``: organ, body and
 lesion geometry on voxel grids; ``physics``: uptake, PSF, noise, CT HU, acquisition timing); ``dicom``
-writes it as PET and CT DICOM series and ``nifti`` as NIfTI volumes.
+writes it as PET and CT DICOM series and ``nifti`` as NIfTI volumes. ``make_clinical_phantom``
+(``clinical``) builds a PET-only whole-body phantom with adult organ sizes on a chosen PET grid, for
+evaluations at reading scale.
 """
 
 from worker.phantoms.anatomy import (
@@ -16,6 +18,12 @@ from worker.phantoms.anatomy import (
     contains,
     image_orientation,
     make_grid,
+)
+from worker.phantoms.clinical import (
+    CLINICAL_GRIDS,
+    ClinicalLesion,
+    ClinicalPhantom,
+    make_clinical_phantom,
 )
 from worker.phantoms.dicom import (
     CT_IMAGE_STORAGE,
@@ -41,6 +49,10 @@ from worker.phantoms.phantom import (
 from worker.phantoms.physics import Tracer
 
 __all__ = [
+    "CLINICAL_GRIDS",
+    "ClinicalLesion",
+    "ClinicalPhantom",
+    "make_clinical_phantom",
     "CT_IMAGE_STORAGE",
     "LABEL_NAMES",
     "LESION_LABEL",
