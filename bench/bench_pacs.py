@@ -113,8 +113,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="imports of each kind; the best is reported")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from worker.phantoms import make_phantom, write_dicom_series
     from tests.pacs.orthanc import PASSWORD, USER, Orthanc
+    from worker.phantoms import make_phantom, write_dicom_series
 
     shape = (100, 128, 128) if args.quick else (400, 256, 256)  # PET; the CT is 2x finer in-plane
     spacing = (2.5, 2.73, 2.73)

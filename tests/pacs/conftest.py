@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from worker import phantoms as phantom_module
 from backend.pacs import secrets
 from backend.pacs.models import AuthKind, DicomWebSource
 from tests.base import make_project_world
+from worker import phantoms as phantom_module
 
 from .orthanc import PASSWORD, USER, Orthanc
 

@@ -153,7 +153,7 @@ class ClassicalPETEngine:
     """Threshold-based interactive PET segmentation (EANM 41 % isocontour); no weights, CPU only."""
 
     name = "threshold"
-    capabilities = Capabilities(uses_kind=False, accepts_box=True, prefers_gpu=False, caches_per_session=True)
+    capabilities = Capabilities(uses_kind=False, accepts_box=True, prefers_gpu=False, caches_per_session=False)
 
     def __init__(
         self,

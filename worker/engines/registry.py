@@ -162,7 +162,7 @@ _SPECS: dict[str, _EngineSpec] = {
             False,
             _classical_availability,
             _build_classical,
-            Capabilities(uses_kind=False, accepts_box=True, prefers_gpu=False, caches_per_session=True),
+            Capabilities(uses_kind=False, accepts_box=True, prefers_gpu=False, caches_per_session=False),
         ),
         _EngineSpec(
             "seganypet",

@@ -117,6 +117,11 @@ class ClinicalPhantom:
         return tuple(int(n) for n in self.suv.shape)  # type: ignore[return-value]
 
     @property
+    def pet_affine(self) -> np.ndarray:
+        """The PET affine under the name the evaluation reads (the phantom has one grid)."""
+        return self.affine
+
+    @property
     def pet_spacing(self) -> tuple[float, float, float]:
         lengths = np.linalg.norm(self.affine[:3, :3], axis=0)
         return float(lengths[0]), float(lengths[1]), float(lengths[2])
