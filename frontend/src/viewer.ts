@@ -1,10 +1,7 @@
 /** The reading-room viewer: PET (+CT fusion) in three orthogonal views and a coronal MIP, prompts over the scan WebSocket, labelmap editing. */
 import {
-  Enums,
-  RenderingEngine,
   cache,
   eventTarget,
-  setVolumesForViewports,
   utilities,
   volumeLoader,
   type Types,
@@ -28,10 +25,10 @@ import { applyMask, segmentStatistics, type SegmentStats } from "./mask";
 import { loadNifti, type NiftiVolume } from "./nifti";
 import { ScanSocket, cropMask, scanSocketUrl, type DecodedMask, type Index3, type ServerMessage } from "./protocol";
 import { el, escapeHtml, studio, toast } from "./ui";
+import { voxelOf } from "./registration";
+import { ALL_VIEWPORTS, MIP, VIEWPORTS, Viewports } from "./viewports";
 
 type Mode = "prompt" | "brush" | "eraser" | "navigate";
-const VIEWPORTS = ["axial", "coronal", "sagittal"] as const;
-const MIP = "mip";
 const SUV_PRESETS: [string, number, number][] = [["0–5", 0, 5], ["0–10", 0, 10], ["0–20", 0, 20]];
 const CT_PRESETS: [string, number, number][] = [["soft tissue", -160, 240], ["lung", -1350, 150], ["bone", -700, 1300], ["brain", 0, 80]];
 const COLORMAPS: [string, string][] = [["inverted grey", "Inverted-Grayscale"], ["hot", "Black-Body Radiation"], ["grey", "Grayscale"]];
@@ -76,7 +73,10 @@ function hexToRgba(hex: string, alpha = 255): Types.Color {
 }
 
 export class Viewer {
-  private engine: RenderingEngine | null = null;
+  private views: Viewports | null = null;
+  private get engine() {
+    return this.views?.engine ?? null;
+  }
   private socket: ScanSocket | null = null;
   private pet!: NiftiVolume;
   private petSeries!: Series;
@@ -261,6 +261,7 @@ export class Viewer {
     this.bindKeys();
     this.applyDisplay(false);
     this.$("loading").hidden = true;
+    this.views!.resizeNow();
     this.crosshair = voxelToWorld(pet.affine, petVolume.shape.map((n) => Math.floor(n / 2)) as Vec3);
     this.jumpTo(this.crosshair);
     phases.renderRequested = performance.now() - opened;
@@ -282,46 +283,10 @@ export class Viewer {
   }
 
   private async setupViewports(): Promise<void> {
-    const engine = new RenderingEngine(`re-${this.scanKey}`);
-    this.engine = engine;
-    const orientation = { axial: Enums.OrientationAxis.AXIAL, coronal: Enums.OrientationAxis.CORONAL, sagittal: Enums.OrientationAxis.SAGITTAL };
-    engine.setViewports([
-      ...VIEWPORTS.map((id) => ({
-        viewportId: id,
-        type: Enums.ViewportType.ORTHOGRAPHIC,
-        element: this.$(`vp-${id}`) as HTMLDivElement,
-        defaultOptions: { orientation: orientation[id], background: [0, 0, 0] as Types.Point3 },
-      })),
-      {
-        viewportId: MIP,
-        type: Enums.ViewportType.ORTHOGRAPHIC,
-        element: this.$(`vp-${MIP}`) as HTMLDivElement,
-        defaultOptions: { orientation: Enums.OrientationAxis.CORONAL, background: [0, 0, 0] as Types.Point3 },
-      },
-    ]);
-    const volumes = this.ctVolumeId
-      ? [{ volumeId: this.ctVolumeId }, { volumeId: this.petVolumeId }]
-      : [{ volumeId: this.petVolumeId }];
-    await setVolumesForViewports(engine, volumes, [...VIEWPORTS]);
+    this.views = new Viewports(this.root, `re-${this.scanKey}`, this.inverseAffine, this.pet.shape);
     const [ns, nr, nc] = this.pet.shape;
     const extent = Math.max(ns, nr, nc) * Math.max(...this.petSeries.spacing) * 2;
-    await setVolumesForViewports(engine, [{
-      volumeId: this.petVolumeId,
-      blendMode: Enums.BlendModes.MAXIMUM_INTENSITY_BLEND,
-      slabThickness: extent,
-    }], [MIP]);
-    const resize = () => {
-      engine.resize(true, true);
-      this.drawOverlays();
-    };
-    window.addEventListener("resize", resize);
-    this.disposers.push(() => window.removeEventListener("resize", resize));
-    for (const id of [...VIEWPORTS, MIP]) {
-      const element = this.$(`vp-${id}`);
-      const onRender = () => this.drawOverlay(id);
-      element.addEventListener(Enums.Events.IMAGE_RENDERED, onRender);
-      this.disposers.push(() => element.removeEventListener(Enums.Events.IMAGE_RENDERED, onRender));
-    }
+    await this.views.setup(this.petVolumeId, this.ctVolumeId, extent);
   }
 
   private setupSegmentation(): void {
@@ -585,101 +550,46 @@ export class Viewer {
 
   private jumpTo(world: Vec3, except?: string): void {
     this.crosshair = world;
-    for (const id of [...VIEWPORTS]) {
-      if (id === except) continue;
-      const vp = this.viewport(id);
-      const camera = vp.getCamera();
-      const n = camera.viewPlaneNormal as Vec3;
-      const f = camera.focalPoint as Vec3;
-      const p = camera.position as Vec3;
-      const d = (world[0] - f[0]) * n[0] + (world[1] - f[1]) * n[1] + (world[2] - f[2]) * n[2];
-      vp.setCamera({
-        focalPoint: [f[0] + d * n[0], f[1] + d * n[1], f[2] + d * n[2]],
-        position: [p[0] + d * n[0], p[1] + d * n[1], p[2] + d * n[2]],
-      });
-      vp.render();
-    }
-    this.drawOverlays();
+    this.views?.centreOn(world, except);
     studio.crosshair = world;
   }
 
-  private drawOverlays(): void {
-    for (const id of [...VIEWPORTS, MIP]) this.drawOverlay(id);
-  }
-
-  private dragRect: { id: string; x0: number; y0: number; x1: number; y1: number } | null = null;
-
   private drawOverlay(id: string): void {
-    const canvas = this.root.querySelector(`#ov-${id}`) as HTMLCanvasElement | null;
-    if (!canvas || !this.engine) return;
-    const element = this.$(`vp-${id}`);
-    const w = element.clientWidth;
-    const h = element.clientHeight;
-    if (canvas.width !== w || canvas.height !== h) {
-      canvas.width = w;
-      canvas.height = h;
-    }
-    const ctx = canvas.getContext("2d")!;
-    ctx.clearRect(0, 0, w, h);
-    if (this.crosshair) {
-      const [x, y] = this.viewport(id).worldToCanvas(this.crosshair as Types.Point3);
-      ctx.strokeStyle = "rgba(80,200,255,0.6)";
-      ctx.lineWidth = 1;
-      ctx.setLineDash([4, 4]);
-      ctx.beginPath();
-      ctx.moveTo(0, y); ctx.lineTo(x - 8, y); ctx.moveTo(x + 8, y); ctx.lineTo(w, y);
-      ctx.moveTo(x, 0); ctx.lineTo(x, y - 8); ctx.moveTo(x, y + 8); ctx.lineTo(x, h);
-      ctx.stroke();
-      ctx.setLineDash([]);
-    }
-    if (this.dragRect && this.dragRect.id === id) {
-      const r = this.dragRect;
-      ctx.strokeStyle = this.activeLabel?.color ?? "#ff0";
-      ctx.lineWidth = 1.5;
-      ctx.strokeRect(Math.min(r.x0, r.x1), Math.min(r.y0, r.y1), Math.abs(r.x1 - r.x0), Math.abs(r.y1 - r.y0));
-    }
-  }
-
-  /** Continuous [slice,row,col] under a canvas point of a viewport. */
-  private canvasToIndex(id: string, x: number, y: number): { world: Vec3; index: Vec3 } {
-    const world = this.viewport(id).canvasToWorld([x, y]) as unknown as Vec3;
-    return { world, index: worldToContinuousIndex(this.inverseAffine, world) };
+    this.views?.drawOverlay(id);
   }
 
   private voxelOf(index: Vec3): Index3 | null {
-    const v = index.map((x) => Math.round(x)) as Index3;
-    return v.every((x, i) => x >= 0 && x < this.pet.shape[i]) ? v : null;
+    return voxelOf(index, this.pet.shape) as Index3 | null;
   }
 
-  private suvAt(v: Index3): number {
+  private suvAt(v: ArrayLike<number>): number {
     const [, nr, nc] = this.pet.shape;
     return this.pet.data[(v[0] * nr + v[1]) * nc + v[2]];
   }
 
+  /** The cursor readout at a page point (the same pick as a click there). */
+  private readCursor(id: string, clientX: number, clientY: number): void {
+    const { world, voxel } = this.views!.pickClient(id, clientX, clientY);
+    const cursor = this.$("cursor");
+    if (!voxel || id === MIP) {
+      cursor.textContent = id === MIP ? "MIP (projection; double-click jumps to the hottest voxel)" : "outside the scan";
+      studio.cursor = null;
+      return;
+    }
+    const value = this.suvAt(voxel);
+    const unit = this.isSuv ? "SUV" : this.petSeries.units || "raw";
+    cursor.innerHTML = `<b>${unit} ${value.toFixed(2)}</b><br>voxel [${voxel.join(", ")}]<br>${world.map((x) => x.toFixed(1)).join(", ")} mm (LPS)`;
+    studio.cursor = { voxel, value, viewport: id };
+  }
+
   private bindPointer(): void {
-    for (const id of [...VIEWPORTS, MIP]) {
+    for (const id of ALL_VIEWPORTS) {
       const element = this.$(`vp-${id}`);
       element.addEventListener("contextmenu", (e) => e.preventDefault());
-      element.addEventListener("mousemove", (e) => {
-        const rect = element.getBoundingClientRect();
-        const { world, index } = this.canvasToIndex(id, e.clientX - rect.left, e.clientY - rect.top);
-        const v = this.voxelOf(index);
-        const cursor = this.$("cursor");
-        if (!v || id === MIP) {
-          cursor.textContent = id === MIP ? "MIP (projection)" : "outside the scan";
-          return;
-        }
-        const value = this.suvAt(v);
-        const unit = this.isSuv ? "SUV" : this.petSeries.units || "raw";
-        cursor.innerHTML = `<b>${unit} ${value.toFixed(2)}</b><br>voxel [${v.join(", ")}]<br>${world.map((x) => x.toFixed(1)).join(", ")} mm (LPS)`;
-        studio.cursor = { voxel: v, value };
-      });
+      element.addEventListener("mousemove", (e) => this.readCursor(id, e.clientX, e.clientY));
       if (id === MIP) {
-        element.addEventListener("dblclick", (e) => {
-          // jump the orthogonal views to the brightest voxel along the ray
-          const rect = element.getBoundingClientRect();
-          this.jumpToMipPeak(e.clientX - rect.left, e.clientY - rect.top);
-        });
+        // jump the orthogonal views to the brightest voxel along the ray
+        element.addEventListener("dblclick", (e) => this.jumpToMipPeak(e.clientX, e.clientY));
         continue;
       }
       let start: { x: number; y: number; button: number; shift: boolean } | null = null;
@@ -687,16 +597,14 @@ export class Viewer {
         if (e.ctrlKey || e.altKey || e.metaKey) return;
         if (e.button !== 0 && e.button !== 2) return;
         if (this.mode === "brush" || this.mode === "eraser") return;
-        const rect = element.getBoundingClientRect();
-        start = { x: e.clientX - rect.left, y: e.clientY - rect.top, button: e.button, shift: e.shiftKey };
+        const [x, y] = this.views!.pickClient(id, e.clientX, e.clientY).canvas;
+        start = { x, y, button: e.button, shift: e.shiftKey };
       });
       element.addEventListener("pointermove", (e) => {
         if (!start || this.mode !== "prompt" || start.button !== 0) return;
-        const rect = element.getBoundingClientRect();
-        const x = e.clientX - rect.left;
-        const y = e.clientY - rect.top;
+        const [x, y] = this.views!.pickClient(id, e.clientX, e.clientY).canvas;
         if (Math.hypot(x - start.x, y - start.y) > 6) {
-          this.dragRect = { id, x0: start.x, y0: start.y, x1: x, y1: y };
+          this.views!.overlay.drag = { id, x0: start.x, y0: start.y, x1: x, y1: y, colour: this.activeLabel?.color ?? "#ff0" };
           this.drawOverlay(id);
         }
       });
@@ -704,14 +612,13 @@ export class Viewer {
         if (!start) return;
         const s = start;
         start = null;
-        const rect = element.getBoundingClientRect();
-        const x = e.clientX - rect.left;
-        const y = e.clientY - rect.top;
-        const drag = this.dragRect;
-        this.dragRect = null;
+        const pick = this.views!.pickClient(id, e.clientX, e.clientY);
+        const [x, y] = pick.canvas;
+        const drag = this.views!.overlay.drag;
+        this.views!.overlay.drag = null;
         this.drawOverlay(id);
         if (this.mode === "navigate") {
-          this.jumpTo(this.canvasToIndex(id, x, y).world, id);
+          this.jumpTo(pick.world, id);
           return;
         }
         if (drag && s.button === 0) this.boxPrompt(id, s.x, s.y, x, y);
@@ -719,8 +626,8 @@ export class Viewer {
       };
       element.addEventListener("pointerup", finish);
       element.addEventListener("pointerleave", () => {
-        if (this.dragRect?.id === id) {
-          this.dragRect = null;
+        if (this.views?.overlay.drag?.id === id) {
+          this.views.overlay.drag = null;
           this.drawOverlay(id);
         }
         start = null;
@@ -728,28 +635,33 @@ export class Viewer {
     }
   }
 
-  private jumpToMipPeak(x: number, y: number): void {
-    const { world } = this.canvasToIndex(MIP, x, y);
+  /** MIP double-click: the hottest voxel along the viewing ray through the clicked point. */
+  private jumpToMipPeak(clientX: number, clientY: number): void {
+    const { world } = this.views!.pickClient(MIP, clientX, clientY);
     const normal = this.viewport(MIP).getCamera().viewPlaneNormal as Vec3;
     let best = -Infinity;
     let bestWorld: Vec3 | null = null;
-    const step = Math.min(...this.petSeries.spacing);
+    const step = Math.min(...this.petSeries.spacing) / 2;
     const reach = Math.max(...this.pet.shape) * Math.max(...this.petSeries.spacing);
     for (let t = -reach; t <= reach; t += step) {
       const p: Vec3 = [world[0] + t * normal[0], world[1] + t * normal[1], world[2] + t * normal[2]];
       const v = this.voxelOf(worldToContinuousIndex(this.inverseAffine, p));
       if (!v) continue;
       const value = this.suvAt(v);
-      if (value > best) { best = value; bestWorld = p; }
+      if (value > best) { best = value; bestWorld = voxelToWorld(this.petSeries.affine, v); }
     }
-    if (bestWorld) this.jumpTo(bestWorld);
+    if (bestWorld) {
+      this.jumpTo(bestWorld);
+      studio.mipPeak = { world: bestWorld, value: best };
+    }
   }
 
   // ------------------------------------------------------------------ prompts
 
   private pointPrompt(id: string, x: number, y: number, positive: boolean): void {
-    const { world, index } = this.canvasToIndex(id, x, y);
-    const v = this.voxelOf(index);
+    const { world, voxel } = this.views!.pickCanvas(id, [x, y]);
+    const v = voxel as Index3 | null;
+    studio.lastClick = { viewport: id, canvas: [x, y], world, voxel };
     if (!v) return toast("That point is outside the scan.", "warn");
     // The prompt leaves first. The other views move to the click only once the mask is on screen:
     // re-slicing them now would keep the (software-rendered) main thread busy while the mask arrives.
@@ -758,8 +670,8 @@ export class Viewer {
   }
 
   private boxPrompt(id: string, x0: number, y0: number, x1: number, y1: number): void {
-    const a = this.canvasToIndex(id, x0, y0).index;
-    const b = this.canvasToIndex(id, x1, y1).index;
+    const a = this.views!.pickCanvas(id, [x0, y0]).index;
+    const b = this.views!.pickCanvas(id, [x1, y1]).index;
     const normal = this.viewport(id).getCamera().viewPlaneNormal as Vec3;
     // The through-plane axis of our [slice,row,col] index: the one the view normal moves most.
     const step = worldToContinuousIndex(this.inverseAffine, [normal[0], normal[1], normal[2]]);
@@ -992,8 +904,38 @@ export class Viewer {
 
   /** Where a voxel [slice,row,col] lies on a viewport's canvas (CSS pixels from its top left). */
   voxelToCanvas(id: string, index: Vec3): [number, number] {
-    const [x, y] = this.viewport(id).worldToCanvas(voxelToWorld(this.petSeries.affine, index) as Types.Point3);
-    return [x, y];
+    return this.views!.worldToCanvas(id, voxelToWorld(this.petSeries.affine, index));
+  }
+
+  /** Page point (client px) of a world point on a viewport, by the app's own transform. */
+  worldToClient(id: string, world: Vec3): [number, number] {
+    return this.views!.worldToClient(id, world);
+  }
+
+  /** What a click at a page point would hit: canvas point, world, voxel. */
+  pickClient(id: string, clientX: number, clientY: number) {
+    return this.views!.pickClient(id, clientX, clientY);
+  }
+
+  /** Every canvas's CSS box and drawing buffer. */
+  canvasReport() {
+    return this.views!.canvasReport();
+  }
+
+  /** PET value of a voxel [slice,row,col] in the displayed units. */
+  valueAt(index: Vec3): number {
+    return this.suvAt(index);
+  }
+
+  /** Voxels [slice,row,col] of the working labelmap that carry a label value. */
+  labelVoxels(value: number): Vec3[] {
+    const data = this.labelmapArray();
+    const [ns, nr, nc] = this.pet.shape;
+    const out: Vec3[] = [];
+    for (let s = 0; s < ns; s++) for (let r = 0; r < nr; r++) for (let c = 0; c < nc; c++) {
+      if (data[this.map.offset(s, r, c)] === value) out.push([s, r, c]);
+    }
+    return out;
   }
 
   private renderPresence(m: ServerMessage): void {
@@ -1185,8 +1127,8 @@ export class Viewer {
     try { ToolGroupManager.destroyToolGroup(this.toolGroupId); } catch { /* */ }
     try { ToolGroupManager.destroyToolGroup(this.mipGroupId); } catch { /* */ }
     try { segmentation.removeSegmentation(this.segId); segmentation.removeSegmentation(this.acceptedSegId); } catch { /* */ }
-    this.engine?.destroy();
-    this.engine = null;
+    this.views?.dispose();
+    this.views = null;
     releaseAll();
     studio.ready = false;
     studio.viewer = undefined;
