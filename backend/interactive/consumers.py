@@ -174,6 +174,11 @@ class ScanConsumer(AsyncWebsocketConsumer):
             await self.send_json({"type": "session.closed", "session": message.session})
 
     async def open_session(self, message: protocol.Message) -> None:
+        engine = message.data["engine"]
+        allowed = await database_sync_to_async(self._allowed_engines)()
+        if engine and engine not in allowed:
+            raise sessions.SessionError(
+                "forbidden", f"This project does not allow the engine {engine!r}; allowed: {', '.join(allowed)}.")
         session, resumed = await database_sync_to_async(sessions.open_session)(
             self.scan, self.scope["user"], message.data["label"], message.data["engine"], message.data["annotation"])
         self.sessions_used.add(str(session.pk))
@@ -184,6 +189,12 @@ class ScanConsumer(AsyncWebsocketConsumer):
             "prompts": session.prompts[: session.active_count], "latest_seq": session.latest_seq})
         if frame is not None:
             await self.send(bytes_data=frame)
+
+    def _allowed_engines(self) -> list[str]:
+        from backend.projects.models import Project
+
+        project = Project.objects.only("allowed_engines", "default_engine").get(pk=self.scan.project_id)
+        return list(dict.fromkeys([*project.allowed_engines, project.default_engine]))
 
     async def accept_mask(self, message: protocol.Message) -> None:
         annotation, version = await database_sync_to_async(sessions.accept)(

@@ -11,11 +11,17 @@ class Role(models.TextChoices):
     REVIEWER = "reviewer", "Reviewer"
 
 
+def default_allowed_engines() -> list[str]:
+    return ["threshold"]
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
     # Engine used for interactive segmentation unless a request names another.
     default_engine = models.CharField(max_length=50, default="threshold")
+    # Engines an annotator may pick in the viewer; the default engine is always one of them.
+    allowed_engines = models.JSONField(default=default_allowed_engines, blank=True)
     required_approvals = models.PositiveSmallIntegerField(
         default=1, help_text="How many distinct reviewers must approve an annotation."
     )
