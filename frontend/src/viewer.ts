@@ -18,7 +18,9 @@ import {
   segmentation,
   utilities as toolUtilities,
 } from "@cornerstonejs/tools";
-import { api, list, projectPath, type Annotation, type Label, type Project, type Scan, type Series, type Version } from "./api";
+import { api, list, projectPath, type Annotation, type EngineRow, type Label, type ObjectStats, type Project, type Scan, type Series, type Version } from "./api";
+import { formatNumber, lesionTotals, segmentRows } from "./objects";
+import { annotatorPanel, reviewerPanel, savedObjects, type ReviewHost } from "./review";
 import { createVolume, initCornerstone, registerVolumeImages, releaseAll } from "./cornerstone";
 import { IndexMap, invert4, voxelToWorld, voxelVolumeMl, worldToContinuousIndex, type Mat4, type Vec3 } from "./geometry";
 import { applyMask, segmentStatistics, type SegmentStats } from "./mask";
@@ -64,7 +66,10 @@ const HELP: [string, string][] = [
   ["wheel / ↑ ↓", "scroll slices"],
   ["Ctrl+drag, middle drag", "zoom, pan"],
   ["Alt+drag", "window/level"],
+  ["click (navigate mode)", "move the crosshair there"],
+  ["double-click on the MIP", "jump to the hottest voxel along that ray"],
   ["?", "this help"],
+  ["Esc", "close this help"],
 ];
 
 function hexToRgba(hex: string, alpha = 255): Types.Color {
@@ -102,7 +107,7 @@ export class Viewer {
   private mode: Mode = "prompt";
   private colormap = 0;
   private suvPreset = 1;
-  private petOpacity = 0.7;
+  private petOpacity = 0.5;
   private fusion = false;
   private crosshair: Vec3 | null = null;
   private stats = new Map<number, SegmentStats>();
@@ -131,7 +136,7 @@ export class Viewer {
 
   private layout(): void {
     this.root.innerHTML = `
-      <div class="viewer">
+      <div class="viewer${this.options.review ? " read-only" : ""}">
         <header class="toolbar">
           <a href="#/projects/${this.project.id}" class="back">← ${escapeHtml(this.project.name)}</a>
           <strong class="scan-name">${escapeHtml(this.scan.name)}</strong>
@@ -140,8 +145,9 @@ export class Viewer {
           <span class="group" id="ct-presets"></span>
           <label class="group" id="fusion-box" hidden><input type="checkbox" id="fusion"> fusion
             <input type="range" id="opacity" min="0" max="1" step="0.05" value="${this.petOpacity}" title="PET opacity"></label>
-          <span class="group" id="modes"></span>
-          <span class="group">
+          <span class="group edit-only" id="modes"></span>
+          <label class="group edit-only" title="segmentation engine">engine <select id="engine"></select></label>
+          <span class="group edit-only">
             <button data-cmd="undo" title="Ctrl+Z">Undo</button><button data-cmd="redo" title="Ctrl+Shift+Z">Redo</button>
             <button data-cmd="reset" title="R">Reset</button><button data-cmd="accept" class="primary" title="Enter">Accept</button>
           </span>
@@ -152,8 +158,9 @@ export class Viewer {
         <div id="units-warning" class="warning" hidden></div>
         <div class="body">
           <aside class="sidebar">
-            <section><h3>Label</h3><div id="labels" class="labels"></div></section>
-            <section><h3>Segments</h3><table id="segments" class="segments"></table></section>
+            <section class="edit-only"><h3>Label</h3><div id="labels" class="labels"></div></section>
+            <section><h3>Segments</h3><table id="segments" class="segments"></table><div id="totals" class="muted"></div></section>
+            <section id="my-review-box" class="edit-only"><h3>Submit and review</h3><div id="my-review"></div></section>
             <section id="review-box" hidden><h3>Review</h3><div id="review"></div></section>
             <section><h3>Here now</h3><ul id="presence" class="presence"></ul></section>
             <section><h3>Cursor</h3><div id="cursor" class="cursor">–</div></section>
@@ -306,7 +313,10 @@ export class Viewer {
     const onModified = (evt: Event) => {
       const detail = (evt as CustomEvent).detail as { segmentationId?: string };
       if (detail?.segmentationId !== this.segId) return;
-      if ((this.mode === "brush" || this.mode === "eraser") && this.activeLabel) this.edited.add(this.activeLabel.id);
+      if ((this.mode === "brush" || this.mode === "eraser") && this.activeLabel) {
+        this.edited.add(this.activeLabel.id);
+        this.dirty.add(this.activeLabel.value);
+      }
       this.scheduleStats();
     };
     eventTarget.addEventListener(ToolEnums.Events.SEGMENTATION_DATA_MODIFIED, onModified);
@@ -346,6 +356,7 @@ export class Viewer {
   }
 
   private setMode(mode: Mode): void {
+    if (this.options.review) mode = "navigate"; // the review screen is read-only
     this.mode = mode;
     const group = ToolGroupManager.getToolGroup(this.toolGroupId);
     if (group) {
@@ -382,7 +393,7 @@ export class Viewer {
       this.$("fusion-box").hidden = false;
       const fusion = this.$("fusion") as HTMLInputElement;
       fusion.checked = this.fusion;
-      fusion.onchange = () => { this.fusion = fusion.checked; this.applyDisplay(); };
+      fusion.onchange = () => this.setFusion(fusion.checked);
       const opacity = this.$("opacity") as HTMLInputElement;
       opacity.oninput = () => { this.petOpacity = Number(opacity.value); this.applyDisplay(); };
     }
@@ -393,12 +404,56 @@ export class Viewer {
     this.root.querySelectorAll<HTMLButtonElement>("[data-cmd]").forEach((b) => {
       b.onclick = () => this.command(b.dataset.cmd as "undo" | "redo" | "reset" | "accept");
     });
+    void this.buildEngineChoice();
     this.$("help-btn").onclick = () => this.toggleHelp();
     this.$("help-close").onclick = () => this.toggleHelp(false);
     this.renderLabels();
     this.renderSegments();
     this.setMode("prompt");
   }
+
+  /**
+   * Fusion that shows both: PET in a colour map at half opacity over the CT in a soft-tissue window
+   * (inverted grey over the CT would hide it), and back to the reader's map when fusion is off.
+   */
+  private setFusion(on: boolean): void {
+    this.fusion = on;
+    (this.$("fusion") as HTMLInputElement).checked = on;
+    if (on && COLORMAPS[this.colormap][1] === "Inverted-Grayscale") {
+      this.colormapBeforeFusion = this.colormap;
+      this.colormap = COLORMAPS.findIndex(([, name]) => name === "Black-Body Radiation");
+    } else if (!on && this.colormapBeforeFusion !== null) {
+      this.colormap = this.colormapBeforeFusion;
+      this.colormapBeforeFusion = null;
+    }
+    this.applyDisplay();
+  }
+  private colormapBeforeFusion: number | null = null;
+
+  /** The engines this project allows that can run here; the project's default first chosen. */
+  private async buildEngineChoice(): Promise<void> {
+    const select = this.$("engine") as HTMLSelectElement;
+    try {
+      const rows = await api<EngineRow[]>(`${projectPath(this.project.id)}/engines/`);
+      const usable = rows.filter((r) => r.allowed);
+      select.innerHTML = usable.map((r) => `<option value="${escapeHtml(r.name)}" ${r.available ? "" : "disabled"} title="${escapeHtml(r.available ? r.description : r.reason ?? "")}">${escapeHtml(r.name)}${r.available ? "" : " (unavailable)"}</option>`).join("");
+      this.engineName = usable.find((r) => r.default && r.available)?.name ?? usable.find((r) => r.available)?.name ?? null;
+      if (this.engineName) select.value = this.engineName;
+    } catch (e) {
+      select.innerHTML = `<option>${escapeHtml(this.project.default_engine ?? "default")}</option>`;
+      toast(`The engine list could not be loaded: ${(e as Error).message}`, "warn");
+    }
+    studio.engine = this.engineName;
+    select.onchange = () => {
+      this.engineName = select.value;
+      studio.engine = this.engineName;
+      // The next prompt of each label opens its session again with the chosen engine.
+      this.sessions.clear();
+      this.sessionLabels.clear();
+      toast(`Engine: ${select.value}`, "info");
+    };
+  }
+  private engineName: string | null = null;
 
   private setCtWindow(lower: number, upper: number): void {
     if (!this.ctVolumeId) return;
@@ -480,22 +535,89 @@ export class Viewer {
     this.socket?.activity(`segmenting ${label.name}`);
   }
 
+  /** Saved objects of the reader's (or the reviewed) annotation, one row each, and live rows for unsaved work. */
+  private savedRows: ObjectStats[] = [];
+  private dirty = new Set<number>(); // label values with unsaved working-layer changes
+  private hiddenObjects = new Set<number>();
+
   private renderSegments(): void {
     const table = this.$("segments") as HTMLTableElement;
-    const rows = this.labels.filter((l) => this.stats.has(l.value) || this.sessions.has(l.id));
+    const live = new Map([...this.stats].filter(([value]) => this.dirty.has(value)).map(([value, st]) => {
+      const [, nr, nc] = this.pet.shape;
+      const at = st.maxAt;
+      return [value, { ...st, target: [Math.floor(at / (nr * nc)), Math.floor(at / nc) % nr, at % nc] as [number, number, number] }];
+    }));
+    const rows = segmentRows(this.savedRows, live, this.labels, this.edited);
     const unit = this.isSuv ? "SUV" : this.petSeries.units || "raw";
-    table.innerHTML = `<tr><th></th><th>label</th><th>ml</th><th>${unit}max</th><th>${unit}mean</th><th></th></tr>` + (rows.length ? "" : `<tr><td colspan="6" class="muted">No segments yet: click in the image.</td></tr>`);
-    for (const label of rows) {
-      const s = this.stats.get(label.value);
-      const tr = el("tr", { "data-segment": String(label.value) },
-        el("td", {}, el("span", { class: "swatch", style: `background:${label.color}` })),
-        el("td", {}, label.name + (this.edited.has(label.id) ? " ✎" : "")),
-        el("td", {}, s ? s.volumeMl.toFixed(1) : "–"),
-        el("td", {}, s ? s.suvMax.toFixed(2) : "–"),
-        el("td", {}, s ? s.suvMean.toFixed(2) : "–"),
-        el("td", {}, el("button", { class: "small", onclick: () => this.toggleVisibility(label.value) }, this.hidden.has(label.value) ? "show" : "hide")));
+    table.innerHTML = `<tr><th></th><th>object</th><th>ml</th><th>${unit}max</th><th>${unit}mean</th><th>${unit}peak</th><th>TLG</th><th></th></tr>` +
+      (rows.length ? "" : `<tr><td colspan="8" class="muted">No segments yet${this.options.review ? "." : ": click in the image."}</td></tr>`);
+    for (const row of rows) {
+      const hidden = row.live ? this.hidden.has(row.labelValue ?? -1) : this.hiddenObjects.has(row.objectId ?? -1);
+      const name = row.live ? `${row.labelName}${row.edited ? " ✎" : ""} (unsaved)` : `${row.labelName} #${row.objectId}`;
+      const tr = el("tr", { "data-segment": String(row.labelValue), "data-object": row.objectId === null ? undefined : String(row.objectId), class: `${row.live ? "live" : "saved"}${hidden ? " hidden-row" : ""}` },
+        el("td", {}, el("span", { class: "swatch", style: `background:${row.colour}` })),
+        el("td", {}, name),
+        el("td", {}, formatNumber(row.ml, 1)),
+        el("td", {}, formatNumber(row.suvMax, 2)),
+        el("td", {}, formatNumber(row.suvMean, 2)),
+        el("td", {}, formatNumber(row.suvPeak, 2)),
+        el("td", {}, formatNumber(row.tlg, 1)),
+        el("td", { class: "row-actions" },
+          el("button", { class: "small", title: "show / hide", onclick: (e: Event) => {
+            e.stopPropagation();
+            if (row.live) this.toggleVisibility(row.labelValue!);
+            else this.toggleObject(row.objectId!);
+          } }, hidden ? "show" : "hide"),
+          row.live && !this.options.review ? el("button", { class: "small", title: "discard the unsaved mask of this label", onclick: (e: Event) => {
+            e.stopPropagation();
+            const label = this.labels.find((l) => l.id === row.labelId);
+            if (label) this.discardWorking(label);
+          } }, "delete") : null));
+      if (row.target) {
+        tr.title = "Jump to its hottest voxel";
+        tr.style.cursor = "pointer";
+        tr.onclick = () => this.goToVoxel(row.target as Vec3);
+      }
       table.append(tr);
     }
+    const totals = lesionTotals(rows, this.labels);
+    this.$("totals").textContent = totals.count ? `Saved lesions: ${totals.count}, MTV ${totals.mtv.toFixed(1)} ml, TLG ${totals.tlg.toFixed(1)}` : "";
+    studio.segmentRows = rows.map((r) => ({ object: r.objectId, label: r.labelName, live: r.live, ml: r.ml, suvPeak: r.suvPeak, tlg: r.tlg }));
+  }
+
+  private toggleObject(objectId: number): void {
+    const visible = this.hiddenObjects.has(objectId);
+    if (visible) this.hiddenObjects.delete(objectId);
+    else this.hiddenObjects.add(objectId);
+    for (const id of VIEWPORTS) {
+      segmentation.config.visibility.setSegmentIndexVisibility(id, { segmentationId: this.acceptedSegId, type: ToolEnums.SegmentationRepresentations.Labelmap }, objectId, visible);
+    }
+    this.renderSegments();
+    this.engine?.renderViewports([...VIEWPORTS]);
+  }
+
+  /** Throw away a label's unsaved working mask (its prompts are reset on the server too). */
+  private discardWorking(label: Label): void {
+    const session = this.sessions.get(label.id);
+    if (session !== undefined) this.socket?.command("reset", session);
+    const data = this.labelmapArray();
+    for (let i = 0; i < data.length; i++) if (data[i] === label.value) data[i] = 0;
+    this.labelmapVolume.voxelManager!.setCompleteScalarDataArray!(data);
+    segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(this.segId);
+    this.dirty.delete(label.value);
+    this.edited.delete(label.id);
+    this.engine?.renderViewports([...VIEWPORTS]);
+    this.scheduleStats();
+  }
+
+  /** Load the saved objects' statistics (per object) of an annotation into the table. */
+  private async loadSavedRows(annotationId: number, version?: number): Promise<void> {
+    try {
+      this.savedRows = await savedObjects(this.project.id, annotationId, version);
+    } catch (e) {
+      toast((e as Error).message, "warn");
+    }
+    this.renderSegments();
   }
 
   private toggleVisibility(value: number): void {
@@ -723,11 +845,14 @@ export class Viewer {
   private openSession(label: number): void {
     if (this.openingLabel === label) return;
     this.openingLabel = label;
-    this.socket!.openSession(label, this.annotation ? { annotation: this.annotation.id } : {});
+    this.socket!.openSession(label, {
+      ...(this.annotation ? { annotation: this.annotation.id } : {}),
+      ...(this.engineName ? { engine: this.engineName } : {}),
+    });
   }
 
   private command(kind: "undo" | "redo" | "reset" | "accept"): void {
-    if (!this.activeLabel || !this.socket) return;
+    if (this.options.review || !this.activeLabel || !this.socket) return;
     const session = this.sessions.get(this.activeLabel.id);
     if (session === undefined) return toast("Nothing to " + kind + " yet for this label.", "warn");
     if (kind === "reset" && !confirm(`Reset all prompts of ${this.activeLabel.name}?`)) return;
@@ -793,11 +918,15 @@ export class Viewer {
     socket.on("accepted", (m) => {
       const label = this.labels.find((l) => l.id === Number(m.label));
       toast(`Saved ${label?.name ?? "mask"} as version ${m.number ?? m.version}.`, "ok");
-      if (label) this.edited.delete(label.id);
+      if (label) {
+        this.edited.delete(label.id);
+        this.dirty.delete(label.value);
+      }
       studio.lastAccepted = m;
       // Show what is now saved in the "accepted" layer: the working layer of this label is reused for the
       // next object, and the saved one would otherwise vanish from the reader's own view.
       void this.showAcceptedMask(Number(m.annotation)).catch((e) => console.warn("could not show the saved mask", e));
+      void this.refreshMine(Number(m.annotation));
       this.updatePending();
       this.renderSegments();
     });
@@ -855,6 +984,7 @@ export class Viewer {
     const t3 = performance.now();
     if (frames.length) segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(this.segId, frames);
     this.edited.delete(target.id);
+    this.dirty.add(target.value);
     studio.lastMaskVoxels = written;
     studio.lastMask = { ...mask.header, written };
     this.engine?.renderViewports([...VIEWPORTS]);
@@ -949,17 +1079,68 @@ export class Viewer {
   // ------------------------------------------------------------------ accepted masks of others, review
 
   private async loadOthersAccepted(): Promise<void> {
+    if (this.options.review) return;
+    let annotations: Annotation[] = [];
     try {
-      const annotations = await list<Annotation>(`${projectPath(this.project.id)}/annotations/?scan=${this.scan.id}`);
-      this.annotation = annotations.find((a) => a.annotator === this.me && !a.is_consensus) ?? null;
-      // The reader's own saved objects are shown in the "accepted" layer (review mode shows the reviewed annotation).
-      if (this.annotation?.current_version && !this.options.review) await this.showAcceptedMask(this.annotation.id);
-    } catch {
-      /* not allowed to list: fine */
+      annotations = await list<Annotation>(`${projectPath(this.project.id)}/annotations/?scan=${this.scan.id}`);
+    } catch (e) {
+      toast(`Your saved work could not be loaded: ${(e as Error).message}`, "error");
+    }
+    this.annotation = annotations.find((a) => a.annotator === this.me && !a.is_consensus) ?? null;
+    // The reader's own saved objects: drawn in the "accepted" layer and listed in the table.
+    if (this.annotation?.current_version) {
+      await this.showAcceptedMask(this.annotation.id);
+      await this.loadSavedRows(this.annotation.id);
+    }
+    await this.renderMine();
+  }
+
+  private reviewHost(): ReviewHost {
+    return {
+      project: this.project,
+      labels: this.labels,
+      jumpToVoxel: (v) => this.goToVoxel(v),
+      setMarkers: (markers) => {
+        if (!this.views) return;
+        this.views.overlay.markers = markers.map((m) => ({ ...m, world: voxelToWorld(this.petSeries.affine, m.world) }));
+        this.views.drawOverlays();
+        studio.markers = markers;
+      },
+      crosshairVoxel: () => (this.crosshair ? this.voxelOf(worldToContinuousIndex(this.inverseAffine, this.crosshair)) : null),
+      onSavedObjects: (rows) => {
+        this.savedRows = rows;
+        this.renderSegments();
+      },
+    };
+  }
+
+  /** The annotator's submit / comments panel. */
+  private async renderMine(): Promise<void> {
+    const box = this.$("my-review");
+    if (!box) return;
+    const canAnnotate = (this.project.my_roles ?? []).some((r) => r === "annotator" || r === "manager");
+    this.$("my-review-box").hidden = !canAnnotate;
+    if (!canAnnotate) return;
+    try {
+      await annotatorPanel(box, this.reviewHost(), this.annotation, (fresh) => { this.annotation = fresh; });
+    } catch (e) {
+      box.innerHTML = "";
+      box.append(el("p", { class: "error" }, `The review status could not be loaded: ${(e as Error).message}`));
     }
   }
 
-  /** Fetch an annotation's current mask (object ids) and draw it into the "accepted" overlay by label value. */
+  /** After a save: the annotation (state, version), its saved objects and the panel. */
+  private async refreshMine(annotationId: number): Promise<void> {
+    try {
+      this.annotation = await api<Annotation>(`${projectPath(this.project.id)}/annotations/${annotationId}/`);
+      await this.loadSavedRows(annotationId);
+      await this.renderMine();
+    } catch (e) {
+      toast((e as Error).message, "error");
+    }
+  }
+
+  /** Fetch an annotation's mask (object ids) and draw it into the "accepted" overlay, each object in its label's colour. */
   async showAcceptedMask(annotationId: number, version?: number): Promise<number> {
     const base = `${projectPath(this.project.id)}/annotations/${annotationId}`;
     const [versions, mask] = await Promise.all([
@@ -967,10 +1148,16 @@ export class Viewer {
       loadNifti(`${base}/mask/${version ? `?version=${version}` : ""}`),
     ]);
     const current = version ? versions.find((v) => v.number === version) : versions.reduce((a, b) => (a.number > b.number ? a : b), versions[0]);
-    const objectToValue = new Map<number, number>();
+    const colourOf = new Map<number, string>();
     for (const seg of current?.segments ?? []) {
       const label = this.labels.find((l) => l.id === seg.label);
-      if (label) objectToValue.set(seg.id, label.value);
+      if (label) colourOf.set(seg.id, label.color);
+    }
+    // Object ids are the segment indices (so each object can be shown or hidden), coloured by label.
+    for (const id of VIEWPORTS) {
+      for (const [objectId, colour] of colourOf) {
+        if (objectId < 256) segmentation.config.color.setSegmentIndexColor(id, this.acceptedSegId, objectId, hexToRgba(colour, 110));
+      }
     }
     const data = this.labelmapArray(this.acceptedVolume!);
     for (let i = 0; i < data.length; i++) data[i] = 0;
@@ -979,7 +1166,7 @@ export class Viewer {
     for (let s = 0, i = 0; s < ns; s++) for (let r = 0; r < nr; r++) for (let c = 0; c < nc; c++, i++) {
       const o = mask.data[i];
       if (!o) continue;
-      data[this.map.offset(s, r, c)] = objectToValue.get(o) ?? o;
+      data[this.map.offset(s, r, c)] = Math.min(255, o);
       n++;
     }
     this.acceptedVolume!.voxelManager!.setCompleteScalarDataArray!(data);
@@ -990,85 +1177,16 @@ export class Viewer {
     return n;
   }
 
+  /** Review mode: read-only, the reviewed annotation's objects, comments and the decision. */
   private async setupReview(annotation: Annotation): Promise<void> {
-    const box = this.$("review-box");
-    box.hidden = false;
-    const review = this.$("review");
-    const versions = await api<Version[]>(`${projectPath(this.project.id)}/annotations/${annotation.id}/versions/`);
-    review.innerHTML = `
-      <p>Annotation ${annotation.id} by <b>${escapeHtml(annotation.annotator)}</b> — ${escapeHtml(annotation.state)}</p>
-      <label>Show version <select id="rv-a">${versions.map((v) => `<option value="${v.number}">v${v.number} (${escapeHtml(v.author)})</option>`).join("")}</select></label>
-      <label>compare with <select id="rv-b"><option value="">—</option>${versions.map((v) => `<option value="${v.number}">v${v.number}</option>`).join("")}</select></label>
-      <textarea id="rv-comment" placeholder="Comment (for send back: click a voxel first to attach it)"></textarea>
-      <div id="rv-where" class="muted">No voxel chosen (navigate mode: click).</div>
-      <button id="rv-approve" class="primary">Approve</button> <button id="rv-back">Send back</button>
-      <ul id="rv-comments" class="comments"></ul>`;
-    const a = review.querySelector("#rv-a") as HTMLSelectElement;
-    const b = review.querySelector("#rv-b") as HTMLSelectElement;
-    a.value = String(versions.length ? Math.max(...versions.map((v) => v.number)) : "");
-    const showVersions = async () => {
-      await this.showAcceptedMask(annotation.id, Number(a.value) || undefined);
-      if (b.value) await this.showVersionInEditLayer(annotation.id, Number(b.value), versions);
-    };
-    a.onchange = b.onchange = () => void showVersions();
-    await showVersions();
+    this.$("review-box").hidden = false;
     this.setMode("navigate");
-    const where = review.querySelector("#rv-where") as HTMLElement;
-    const comment = review.querySelector("#rv-comment") as HTMLTextAreaElement;
-    const base = `${projectPath(this.project.id)}/annotations/${annotation.id}`;
-    (review.querySelector("#rv-approve") as HTMLButtonElement).onclick = async () => {
-      try {
-        await api(`${base}/approve/`, { method: "POST", json: { comment: comment.value } });
-        toast("Approved.", "ok");
-        location.hash = `#/projects/${this.project.id}/review`;
-      } catch (e) { toast((e as Error).message, "error"); }
-    };
-    (review.querySelector("#rv-back") as HTMLButtonElement).onclick = async () => {
-      if (!comment.value.trim()) return toast("Write what should change.", "warn");
-      const voxel = this.crosshair ? this.voxelOf(worldToContinuousIndex(this.inverseAffine, this.crosshair)) : null;
-      try {
-        await api(`${base}/request-changes/`, { method: "POST", json: { comment: comment.value, voxel } });
-        toast("Sent back to the annotator.", "ok");
-        location.hash = `#/projects/${this.project.id}/review`;
-      } catch (e) { toast((e as Error).message, "error"); }
-    };
-    const onCross = setInterval(() => {
-      const v = this.crosshair ? this.voxelOf(worldToContinuousIndex(this.inverseAffine, this.crosshair)) : null;
-      where.textContent = v ? `Comment will point at voxel [${v.join(", ")}]` : "No voxel chosen.";
-    }, 500);
-    this.disposers.push(() => clearInterval(onCross));
+    await this.showAcceptedMask(annotation.id);
     try {
-      const comments = await api<{ id: number; author: string; body: string; voxel: number[] | null; object_id: number | null }[]>(`${base}/comments/`);
-      const ul = review.querySelector("#rv-comments") as HTMLElement;
-      for (const c of comments) {
-        const li = el("li", {}, el("b", {}, c.author), `: ${c.body}`, c.voxel ? ` @ [${c.voxel.join(", ")}]` : "");
-        if (c.voxel) li.onclick = () => this.jumpTo(voxelToWorld(this.petSeries.affine, c.voxel!));
-        ul.append(li);
-      }
-    } catch { /* */ }
-  }
-
-  /** Second version of an overlay comparison goes into the editable layer (brighter). */
-  private async showVersionInEditLayer(annotationId: number, number: number, versions: Version[]): Promise<void> {
-    const base = `${projectPath(this.project.id)}/annotations/${annotationId}`;
-    const mask = await loadNifti(`${base}/mask/?version=${number}`);
-    const v = versions.find((x) => x.number === number);
-    const objectToValue = new Map<number, number>();
-    for (const seg of v?.segments ?? []) {
-      const label = this.labels.find((l) => l.id === seg.label);
-      if (label) objectToValue.set(seg.id, label.value);
+      await reviewerPanel(this.$("review"), this.reviewHost(), annotation, async (n) => { await this.showAcceptedMask(annotation.id, n); });
+    } catch (e) {
+      this.$("review").append(el("p", { class: "error" }, (e as Error).message));
     }
-    const data = this.labelmapArray();
-    for (let i = 0; i < data.length; i++) data[i] = 0;
-    const [ns, nr, nc] = this.pet.shape;
-    for (let s = 0, i = 0; s < ns; s++) for (let r = 0; r < nr; r++) for (let c = 0; c < nc; c++, i++) {
-      const o = mask.data[i];
-      if (o) data[this.map.offset(s, r, c)] = objectToValue.get(o) ?? o;
-    }
-    this.labelmapVolume.voxelManager!.setCompleteScalarDataArray!(data);
-    segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(this.segId);
-    this.engine?.renderViewports([...VIEWPORTS]);
-    this.computeStats();
   }
 
   // ------------------------------------------------------------------ keys
@@ -1096,7 +1214,7 @@ export class Viewer {
         case "Enter": this.command("accept"); break;
         case "w": case "W": if (this.isSuv) { this.suvPreset = (this.suvPreset + 1) % SUV_PRESETS.length; this.applyDisplay(); } break;
         case "c": case "C": this.colormap = (this.colormap + 1) % COLORMAPS.length; this.applyDisplay(); break;
-        case "f": case "F": if (this.ctVolumeId) { this.fusion = !this.fusion; (this.$("fusion") as HTMLInputElement).checked = this.fusion; this.applyDisplay(); } break;
+        case "f": case "F": if (this.ctVolumeId) this.setFusion(!this.fusion); break;
         case "v": case "V": if (this.activeLabel) this.toggleVisibility(this.activeLabel.value); break;
         case "[": case "]":
           this.brushSize = Math.max(1, Math.min(50, this.brushSize + (key === "]" ? 2 : -2)));
