@@ -19,6 +19,8 @@ import {
   utilities as toolUtilities,
 } from "@cornerstonejs/tools";
 import { api, list, projectPath, type Annotation, type EngineRow, type Label, type ObjectStats, type Project, type Scan, type Series, type Version } from "./api";
+import { Display } from "./display";
+import { EditHistory, diffStep, type StepKind } from "./history";
 import { formatNumber, lesionTotals, segmentRows } from "./objects";
 import { annotatorPanel, reviewerPanel, savedObjects, type ReviewHost } from "./review";
 import { createVolume, initCornerstone, registerVolumeImages, releaseAll } from "./cornerstone";
@@ -31,9 +33,6 @@ import { voxelOf } from "./registration";
 import { ALL_VIEWPORTS, MIP, VIEWPORTS, Viewports } from "./viewports";
 
 type Mode = "prompt" | "brush" | "eraser" | "navigate";
-const SUV_PRESETS: [string, number, number][] = [["0–5", 0, 5], ["0–10", 0, 10], ["0–20", 0, 20]];
-const CT_PRESETS: [string, number, number][] = [["soft tissue", -160, 240], ["lung", -1350, 150], ["bone", -700, 1300], ["brain", 0, 80]];
-const COLORMAPS: [string, string][] = [["inverted grey", "Inverted-Grayscale"], ["hot", "Black-Body Radiation"], ["grey", "Grayscale"]];
 const ERROR_TEXT: Record<string, string> = {
   malformed: "The server did not understand a message.",
   too_large: "A message was too large for the server.",
@@ -56,7 +55,7 @@ const HELP: [string, string][] = [
   ["1–9", "choose label"],
   ["P / B / E / N", "prompt / brush / eraser / navigate mode"],
   ["[ ]", "brush size"],
-  ["Ctrl+Z / Ctrl+Shift+Z (Y)", "undo / redo"],
+  ["Ctrl+Z / Ctrl+Shift+Z (Y)", "undo / redo the last prompt, brush or eraser stroke"],
   ["R", "reset the session"],
   ["Enter", "accept the mask"],
   ["W", "next SUV window preset"],
@@ -105,10 +104,7 @@ export class Viewer {
   private edited = new Set<number>(); // label ids edited by brush since their last server mask
   private hidden = new Set<number>();
   private mode: Mode = "prompt";
-  private colormap = 0;
-  private suvPreset = 1;
-  private petOpacity = 0.5;
-  private fusion = false;
+  private display!: Display;
   private crosshair: Vec3 | null = null;
   private stats = new Map<number, SegmentStats>();
   private annotation: Annotation | null = null;
@@ -144,7 +140,7 @@ export class Viewer {
           <span class="group" id="suv-presets"></span>
           <span class="group" id="ct-presets"></span>
           <label class="group" id="fusion-box" hidden><input type="checkbox" id="fusion"> fusion
-            <input type="range" id="opacity" min="0" max="1" step="0.05" value="${this.petOpacity}" title="PET opacity"></label>
+            <input type="range" id="opacity" min="0" max="1" step="0.05" value="0.5" title="PET opacity"></label>
           <span class="group edit-only" id="modes"></span>
           <label class="group edit-only" title="segmentation engine">engine <select id="engine"></select></label>
           <span class="group edit-only">
@@ -263,10 +259,12 @@ export class Viewer {
     phases.viewportsSet = performance.now() - opened;
     this.setupSegmentation();
     this.setupTools();
-    this.buildControls();
     this.bindPointer();
+    if (!this.options.review) this.bindStrokes();
     this.bindKeys();
-    this.applyDisplay(false);
+    this.display = new Display(this.root, () => this.engine, this.petVolumeId, this.ctVolumeId, this.petSeries, this.pet.data, this.isSuv);
+    this.buildControls();
+    this.display.apply(false);
     this.$("loading").hidden = true;
     this.views!.resizeNow();
     this.crosshair = voxelToWorld(pet.affine, petVolume.shape.map((n) => Math.floor(n / 2)) as Vec3);
@@ -374,29 +372,7 @@ export class Viewer {
   // ------------------------------------------------------------------ controls
 
   private buildControls(): void {
-    const colormaps = this.$("colormaps");
-    colormaps.append(el("span", { class: "muted" }, "PET"));
-    COLORMAPS.forEach(([name], i) => colormaps.append(el("button", { "data-colormap": String(i), onclick: () => { this.colormap = i; this.applyDisplay(); } }, name)));
-    const suv = this.$("suv-presets");
-    if (this.isSuv) {
-      suv.append(el("span", { class: "muted" }, "SUV"));
-      SUV_PRESETS.forEach(([name], i) => suv.append(el("button", { "data-suv": String(i), onclick: () => { this.suvPreset = i; this.applyDisplay(); } }, name)));
-    } else {
-      const warning = this.$("units-warning");
-      warning.hidden = false;
-      warning.textContent = `Warning: this PET is in ${this.petSeries.units || "unknown units"}, not SUVbw — SUV presets and SUV statistics are unavailable; values shown are raw.`;
-    }
-    const ct = this.$("ct-presets");
-    if (this.ctVolumeId) {
-      ct.append(el("span", { class: "muted" }, "CT"));
-      CT_PRESETS.forEach(([name, lo, hi]) => ct.append(el("button", { onclick: () => this.setCtWindow(lo, hi) }, name)));
-      this.$("fusion-box").hidden = false;
-      const fusion = this.$("fusion") as HTMLInputElement;
-      fusion.checked = this.fusion;
-      fusion.onchange = () => this.setFusion(fusion.checked);
-      const opacity = this.$("opacity") as HTMLInputElement;
-      opacity.oninput = () => { this.petOpacity = Number(opacity.value); this.applyDisplay(); };
-    }
+    this.display.buildControls();
     const modes = this.$("modes");
     for (const [mode, name, key] of [["prompt", "Prompt", "P"], ["brush", "Brush", "B"], ["eraser", "Eraser", "E"], ["navigate", "Navigate", "N"]] as const) {
       modes.append(el("button", { "data-mode": mode, title: key, onclick: () => this.setMode(mode) }, name));
@@ -411,24 +387,6 @@ export class Viewer {
     this.renderSegments();
     this.setMode("prompt");
   }
-
-  /**
-   * Fusion that shows both: PET in a colour map at half opacity over the CT in a soft-tissue window
-   * (inverted grey over the CT would hide it), and back to the reader's map when fusion is off.
-   */
-  private setFusion(on: boolean): void {
-    this.fusion = on;
-    (this.$("fusion") as HTMLInputElement).checked = on;
-    if (on && COLORMAPS[this.colormap][1] === "Inverted-Grayscale") {
-      this.colormapBeforeFusion = this.colormap;
-      this.colormap = COLORMAPS.findIndex(([, name]) => name === "Black-Body Radiation");
-    } else if (!on && this.colormapBeforeFusion !== null) {
-      this.colormap = this.colormapBeforeFusion;
-      this.colormapBeforeFusion = null;
-    }
-    this.applyDisplay();
-  }
-  private colormapBeforeFusion: number | null = null;
 
   /** The engines this project allows that can run here; the project's default first chosen. */
   private async buildEngineChoice(): Promise<void> {
@@ -454,64 +412,34 @@ export class Viewer {
     };
   }
   private engineName: string | null = null;
+  private history = new EditHistory();
+  private suppressed = new Set<number>(); // seqs of server undo/redo whose masks the local history already applied
+  private strokeBefore: Uint8Array | null = null;
 
-  private setCtWindow(lower: number, upper: number): void {
-    if (!this.ctVolumeId) return;
+  /** Brush and eraser strokes become history steps: the labelmap before the stroke against after it. */
+  private bindStrokes(): void {
     for (const id of VIEWPORTS) {
-      const vp = this.engine!.getViewport(id) as Types.IVolumeViewport;
-      vp.setProperties({ voiRange: { lower, upper } }, this.ctVolumeId);
-      vp.render();
+      const element = this.$(`vp-${id}`);
+      element.addEventListener("pointerdown", (e) => {
+        if ((this.mode !== "brush" && this.mode !== "eraser") || e.button !== 0) return;
+        this.strokeBefore = (this.labelmapArray() as unknown as Uint8Array).slice();
+      }, { capture: true });
     }
+    const end = () => {
+      const before = this.strokeBefore;
+      if (!before || !this.activeLabel) return;
+      this.strokeBefore = null;
+      const kind: StepKind = this.mode === "eraser" ? "eraser" : "brush";
+      const value = this.activeLabel.value;
+      // Cornerstone finishes the stroke on its own mouse-up handling; read the result after it.
+      setTimeout(() => {
+        this.history.push(diffStep(kind, value, before, this.labelmapArray()));
+        studio.historyKinds = this.history.kinds;
+      }, 50);
+    };
+    window.addEventListener("pointerup", end);
+    this.disposers.push(() => window.removeEventListener("pointerup", end));
   }
-
-  private petRange(): { lower: number; upper: number } {
-    if (this.isSuv) {
-      const [, lo, hi] = SUV_PRESETS[this.suvPreset];
-      return { lower: lo, upper: hi };
-    }
-    // raw units: 0 .. 99.5th percentile of a sample
-    const d = this.pet.data;
-    const sample: number[] = [];
-    const step = Math.max(1, Math.floor(d.length / 20000));
-    for (let i = 0; i < d.length; i += step) sample.push(d[i]);
-    sample.sort((a, b) => a - b);
-    return { lower: 0, upper: Math.max(1e-6, sample[Math.floor(sample.length * 0.995)]) };
-  }
-
-  private applyDisplay(renderMip = true): void {
-    if (!this.engine) return;
-    const [, colormapName] = COLORMAPS[this.colormap];
-    const range = this.petRange();
-    const fused = Boolean(this.ctVolumeId) && this.fusion;
-    for (const id of [...VIEWPORTS, MIP]) {
-      const vp = this.engine.getViewport(id) as Types.IVolumeViewport;
-      // Fused: uniform PET opacity over the CT. Cornerstone/vtk blends per mm of slab, so the ortho views
-      // use a one-voxel slab and that as the opacity unit distance, which makes the slider linear.
-      const colormap = { name: colormapName, opacity: id !== MIP && fused ? this.petOpacity : 1 };
-      if (id !== MIP) {
-        const slab = Math.max(...this.petSeries.spacing);
-        vp.setProperties({ slabThickness: slab });
-        for (const actor of vp.getActors().filter((a) => a.referencedId === this.petVolumeId || a.referencedId === this.ctVolumeId)) {
-          const property = (actor.actor as unknown as { getProperty(): { setScalarOpacityUnitDistance(i: number, d: number): void } }).getProperty();
-          property.setScalarOpacityUnitDistance(0, slab);
-        }
-      }
-      vp.setProperties({ voiRange: range, colormap }, this.petVolumeId);
-      if (this.ctVolumeId && id !== MIP) {
-        const ctActor = vp.getActors().find((a) => a.referencedId === this.ctVolumeId || a.uid === this.ctVolumeId);
-        ctActor?.actor.setVisibility(fused);
-      }
-      if (id !== MIP || renderMip) vp.render();
-    }
-    if (this.ctVolumeId && this.fusion && !this.ctWindowSet) {
-      this.ctWindowSet = true;
-      this.setCtWindow(-160, 240);
-    }
-    this.root.querySelectorAll<HTMLButtonElement>("[data-colormap]").forEach((b) => b.classList.toggle("active", Number(b.dataset.colormap) === this.colormap));
-    this.root.querySelectorAll<HTMLButtonElement>("[data-suv]").forEach((b) => b.classList.toggle("active", Number(b.dataset.suv) === this.suvPreset));
-    studio.display = { colormap: colormapName, voiRange: range, fusion: fused, petOpacity: this.petOpacity };
-  }
-  private ctWindowSet = false;
 
   private renderLabels(): void {
     const box = this.$("labels");
@@ -851,8 +779,29 @@ export class Viewer {
     });
   }
 
+  /** Undo / redo one step of the edit history (prompt, brush or eraser stroke), newest first. */
+  private step(kind: "undo" | "redo"): void {
+    const data = this.labelmapArray();
+    const step = kind === "undo" ? this.history.undo(data) : this.history.redo(data);
+    if (!step) return toast(`Nothing to ${kind}.`, "warn");
+    this.labelmapVolume.voxelManager!.setCompleteScalarDataArray!(data);
+    segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(this.segId);
+    this.engine?.renderViewports([...VIEWPORTS]);
+    // The server keeps the prompts; its prompt history follows, and its mask for that step is not needed.
+    if (step.kind === "prompt" && step.session !== undefined && this.socket) this.suppressed.add(this.socket.command(kind, step.session));
+    const label = this.labels.find((l) => l.value === step.value);
+    // What is on screen is what Accept saves from now on.
+    if (label) this.edited.add(label.id);
+    this.dirty.add(step.value);
+    studio.historyKinds = this.history.kinds;
+    studio.lastStep = { action: kind, kind: step.kind };
+    this.updatePending();
+    this.scheduleStats();
+  }
+
   private command(kind: "undo" | "redo" | "reset" | "accept"): void {
     if (this.options.review || !this.activeLabel || !this.socket) return;
+    if (kind === "undo" || kind === "redo") return this.step(kind);
     const session = this.sessions.get(this.activeLabel.id);
     if (session === undefined) return toast("Nothing to " + kind + " yet for this label.", "warn");
     if (kind === "reset" && !confirm(`Reset all prompts of ${this.activeLabel.name}?`)) return;
@@ -862,6 +811,7 @@ export class Viewer {
       return;
     }
     this.socket.command(kind, session);
+    if (kind === "reset") this.history.forget(this.activeLabel.value);
     this.updatePending();
   }
 
@@ -921,6 +871,7 @@ export class Viewer {
       if (label) {
         this.edited.delete(label.id);
         this.dirty.delete(label.value);
+        this.history.forget(label.value);
       }
       studio.lastAccepted = m;
       // Show what is now saved in the "accepted" layer: the working layer of this label is reused for the
@@ -973,11 +924,17 @@ export class Viewer {
     if (mask.checksumOk === false) return;
     const promptAt = studio.promptSentAt as number | undefined;
     const t0 = performance.now();
+    if (this.suppressed.delete(mask.header.seq)) return; // the server's side of a local undo / redo
     const data = this.labelmapArray();
+    const before = (data as unknown as Uint8Array).slice();
     const t1 = performance.now();
     const [dx, dy] = this.labelmapVolume.dimensions;
     const touched = { frameSize: dx * dy, frames: new Set<number>() };
     const written = applyMask({ data, map: this.map, shape: this.pet.shape }, mask, target.value, false, touched);
+    const frameSize = dx * dy;
+    this.history.push(diffStep("prompt", target.value, before, data, mask.header.session,
+      [...touched.frames].map((k) => [k * frameSize, (k + 1) * frameSize] as [number, number])));
+    studio.historyKinds = this.history.kinds;
     const t2 = performance.now();
     // Write back, and re-upload to the GPU, only the slices the mask changed (not the whole volume).
     const frames = this.writeFrames(this.labelmapVolume, data, touched.frames);
@@ -1212,9 +1169,9 @@ export class Viewer {
         case "n": case "N": this.setMode("navigate"); break;
         case "r": case "R": this.command("reset"); break;
         case "Enter": this.command("accept"); break;
-        case "w": case "W": if (this.isSuv) { this.suvPreset = (this.suvPreset + 1) % SUV_PRESETS.length; this.applyDisplay(); } break;
-        case "c": case "C": this.colormap = (this.colormap + 1) % COLORMAPS.length; this.applyDisplay(); break;
-        case "f": case "F": if (this.ctVolumeId) this.setFusion(!this.fusion); break;
+        case "w": case "W": this.display.nextSuvPreset(); break;
+        case "c": case "C": this.display.nextColormap(); break;
+        case "f": case "F": this.display.toggleFusion(); break;
         case "v": case "V": if (this.activeLabel) this.toggleVisibility(this.activeLabel.value); break;
         case "[": case "]":
           this.brushSize = Math.max(1, Math.min(50, this.brushSize + (key === "]" ? 2 : -2)));
