@@ -72,9 +72,10 @@ function renderComments(ul: HTMLElement, comments: Comment[], objects: ObjectSta
 
 /** The annotator's side: state, comments with markers, reply, submit / resubmit. */
 export async function annotatorPanel(box: HTMLElement, host: ReviewHost, annotation: Annotation | null, onSubmitted: (a: Annotation) => void): Promise<void> {
-  box.innerHTML = "";
   if (!annotation) {
-    box.append(el("p", { class: "muted" }, "Nothing saved yet: accept a mask (Enter) to save it, then submit for review."));
+    box.innerHTML = "";
+    const submit = el("button", { id: "submit-review", class: "primary", disabled: "" }, "Submit for review");
+    box.append(el("p", { class: "muted" }, "Nothing saved yet: accept a mask (Enter) to save it, then submit for review."), submit);
     return;
   }
   const base = `${projectPath(host.project.id)}/annotations/${annotation.id}`;
@@ -82,6 +83,7 @@ export async function annotatorPanel(box: HTMLElement, host: ReviewHost, annotat
     api<Comment[]>(`${base}/comments/`),
     annotation.current_version ? savedObjects(host.project.id, annotation.id).catch(() => [] as ObjectStats[]) : Promise.resolve([]),
   ]);
+  box.innerHTML = ""; // only now: the panel never stands empty while it loads
   const state = el("p", { id: "my-state", "data-state": annotation.state }, `Your annotation: `, el("b", {}, STATE_TEXT[annotation.state] ?? annotation.state),
     annotation.current_version ? ` (version ${annotation.current_version.number})` : "");
   const ul = el("ul", { id: "my-comments", class: "comments" });

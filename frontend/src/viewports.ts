@@ -137,7 +137,8 @@ export class Viewports {
   }
 
   /** Each canvas (rendering and overlay): CSS box, drawing buffer, devicePixelRatio. */
-  canvasReport(): { id: string; kind: string; cssWidth: number; cssHeight: number; width: number; height: number; dpr: number; matches: boolean }[] {
+  canvasReport(): { id: string; kind: string; cssWidth: number; cssHeight: number; elementWidth: number; elementHeight: number;
+    width: number; height: number; dpr: number; matches: boolean }[] {
     const dpr = window.devicePixelRatio || 1;
     const out = [];
     for (const id of ALL_VIEWPORTS) {
@@ -148,8 +149,10 @@ export class Viewports {
       for (const [kind, canvas] of canvases) {
         if (!canvas) continue;
         const box = canvas.getBoundingClientRect();
-        out.push({ id, kind, cssWidth: box.width, cssHeight: box.height, width: canvas.width, height: canvas.height, dpr,
-          matches: bufferMatches(canvas, box, dpr) });
+        // every canvas covers its view's element (an overlay of another size would draw in the wrong place)
+        const element = this.element(id).getBoundingClientRect();
+        out.push({ id, kind, cssWidth: box.width, cssHeight: box.height, elementWidth: element.width, elementHeight: element.height,
+          width: canvas.width, height: canvas.height, dpr, matches: bufferMatches(canvas, box, dpr) });
       }
     }
     return out;

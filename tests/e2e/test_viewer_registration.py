@@ -92,6 +92,8 @@ def test_click_lands_on_the_lesion(browser, studio_server, world_info, size, rat
         report = page.evaluate("() => window.__studio.viewer.canvasReport()")
         assert len(report) == 8
         for canvas in report:
+            assert abs(canvas["cssWidth"] - canvas["elementWidth"]) <= 1, canvas
+            assert abs(canvas["cssHeight"] - canvas["elementHeight"]) <= 1, canvas
             assert abs(canvas["width"] - canvas["cssWidth"] * ratio) <= 1, canvas
             assert abs(canvas["height"] - canvas["cssHeight"] * ratio) <= 1, canvas
 

@@ -186,7 +186,7 @@ def test_the_whole_job_on_screen(reader, tmp_path):
     saved = rows.count()
     prompt(page, lesion_one["world"])
     accept(page, saved)
-    page.wait_for_function("() => document.querySelector('#my-state').textContent.includes('version 3')",
+    page.wait_for_function("() => (document.querySelector('#my-state') || {}).textContent?.includes('version 3')",
                            timeout=30_000)
     page.fill("#reply-text", "Done: the lower edge is included now.")
     page.locator("#reply-send").click()

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { invert4, voxelToWorld, type Mat4, type Vec3 } from "../geometry";
+import { boxFromDrag, hottestAlongRay } from "../pointer";
 import { bufferMatches, canvasToClient, clientToCanvas, directionLetters, orientationMarkers, pickCanvas, voxelOf } from "../registration";
 
 // a head-first PET: slice axis towards the feet (-z), rows towards posterior (+y), cols towards left (+x), 4 mm
@@ -53,5 +54,29 @@ describe("orientation markers", () => {
 
   it("puts the head at the top of a coronal view", () => {
     expect(orientationMarkers([1, 0, 0], [0, 0, -1])).toMatchObject({ top: "S", bottom: "I" });
+  });
+});
+
+describe("pointer geometry", () => {
+  const inverse = invert4(affine);
+  it("finds the hottest voxel along a MIP ray", () => {
+    const hot: Vec3 = [100, 40, 64];
+    const valueAt = (v: Vec3) => (v[0] === hot[0] && v[1] === hot[1] && v[2] === hot[2] ? 9 : v[1] === 40 ? 1 : 0);
+    // a coronal ray (along y, posterior) through the hot voxel's x and z, starting from another row
+    const start = voxelToWorld(affine, [100, 10, 64]);
+    const peak = hottestAlongRay(start, [0, 1, 0], affine, inverse, shape, [4, 4, 4], valueAt);
+    expect(peak?.voxel).toEqual(hot);
+    expect(peak?.value).toBe(9);
+    expect(peak?.world).toEqual(voxelToWorld(affine, hot));
+  });
+
+  it("turns an axial drag into a box as deep as it is wide, on the dragged slice", () => {
+    const box = boxFromDrag([50, 10, 20], [50, 20, 30], [0, 0, -1], inverse, shape, [4, 4, 4]);
+    // slice axis is through-plane (z); in-plane 11 voxels wide → half depth ≈ 11*4/2/4 rounded
+    expect(box).not.toBeNull();
+    const [lo, hi] = box!;
+    expect([lo[1], hi[1], lo[2], hi[2]]).toEqual([10, 21, 20, 31]);
+    expect(lo[0] < 50 && hi[0] > 50).toBe(true);
+    expect(boxFromDrag([50, -30, -30], [50, -20, -20], [0, 0, -1], inverse, shape, [4, 4, 4])).toBeNull();
   });
 });
