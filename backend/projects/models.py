@@ -88,6 +88,9 @@ class Label(models.Model):
         max_length=7, validators=[RegexValidator(r"^#[0-9a-fA-F]{6}$", "Colour must look like #rrggbb.")]
     )
     kind = models.CharField(max_length=10, choices=LabelKind.choices, default=LabelKind.OTHER)
+    # A label that annotations use is archived instead of deleted: saved work keeps its meaning, and the
+    # label is no longer offered for new segments.
+    archived = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["project", "value"]

@@ -87,7 +87,7 @@ class MembershipSerializer(serializers.ModelSerializer):
 class LabelSerializer(serializers.ModelSerializer):
     class Meta:
         model = Label
-        fields = ["id", "name", "value", "color", "kind"]
+        fields = ["id", "name", "value", "color", "kind", "archived"]
         read_only_fields = ["id"]
 
     def validate(self, attrs: dict) -> dict:

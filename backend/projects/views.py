@@ -99,3 +99,21 @@ class LabelViewSet(ProjectScopedViewSet, viewsets.ModelViewSet):
     def perform_create(self, serializer) -> None:
         serializer.save(project=self.project)
 
+    def destroy(self, request, *args, **kwargs):
+        """Delete a label; one that saved annotations use is archived instead (200 with the archived label)."""
+        label = self.get_object()
+        if label_in_use(label):
+            label.archived = True
+            label.save(update_fields=["archived"])
+            return Response(self.get_serializer(label).data, status=200)
+        label.delete()
+        return Response(status=204)
+
+
+def label_in_use(label: Label) -> bool:
+    """Does any saved annotation version of the label's project hold an object of this label?"""
+    from backend.annotations.models import AnnotationVersion
+
+    segments = AnnotationVersion.objects.filter(annotation__project_id=label.project_id).values_list("segments", flat=True)
+    return any(s.get("label") == label.pk for version in segments.iterator() for s in version or [])
+

@@ -17,7 +17,7 @@ export interface ExportJob {
   id: number; created_by: string | null; created_at: string; settings: Record<string, unknown>; status: string; progress: number;
   message: string; archive_bytes: number | null; summary: Record<string, unknown> | null; download_url: string | null;
 }
-export interface Label { id: number; name: string; value: number; color: string; kind: string }
+export interface Label { id: number; name: string; value: number; color: string; kind: string; archived?: boolean }
 export interface Series {
   id: number; modality: string; shape: Vec3; spacing: Vec3; affine: Mat4; units: string; raw_units: string;
   suv: Record<string, unknown> | null; description: string;

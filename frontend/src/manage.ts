@@ -92,15 +92,21 @@ export async function projectSettings(root: HTMLElement, projectId: number): Pro
       };
       name.onchange = () => void save({ name: name.value });
       colour.onchange = () => void save({ color: colour.value });
-      const remove = el("button", { class: "small" }, "delete");
+      const remove = el("button", { class: "small" }, label.archived ? "restore" : "delete");
       remove.onclick = async () => {
-        if (!confirm(`Delete the label ${label.name}?`)) return;
         try {
-          await api(`${projectPath(projectId)}/labels/${label.id}/`, { method: "DELETE" });
+          if (label.archived) {
+            await api(`${projectPath(projectId)}/labels/${label.id}/`, { method: "PATCH", json: { archived: false } });
+          } else {
+            if (!confirm(`Delete the label ${label.name}? (A label that saved work uses is archived instead.)`)) return;
+            const kept = await api<Label | null>(`${projectPath(projectId)}/labels/${label.id}/`, { method: "DELETE" });
+            if (kept?.archived) toast(`${label.name} is used by saved annotations: archived, not deleted.`, "info");
+          }
           await renderLabels();
         } catch (e) { inlineError($("labels-error"), e); }
       };
-      tbody.append(el("tr", { "data-label-row": label.name }, el("td", {}, String(label.value)), el("td", {}, name), el("td", {}, colour), el("td", {}, label.kind), el("td", {}, remove)));
+      tbody.append(el("tr", { "data-label-row": label.name, class: label.archived ? "muted" : "" }, el("td", {}, String(label.value)), el("td", {}, name), el("td", {}, colour),
+        el("td", {}, label.kind + (label.archived ? " (archived)" : "")), el("td", {}, remove)));
     }
   };
   $("add-label").onclick = async () => {

@@ -75,8 +75,10 @@ export async function buildEngineChoice(select: HTMLSelectElement, project: Proj
 
 export function renderLabelButtons(box: HTMLElement, labels: Label[], activeId: number | null, select: (label: Label) => void): void {
   box.innerHTML = "";
-  if (!labels.length) box.textContent = "This project has no labels yet.";
-  labels.forEach((label, i) => {
+  // archived labels stay on saved work, but are not offered for new segments
+  const choosable = labels.filter((l) => !l.archived);
+  if (!choosable.length) box.textContent = "This project has no labels yet.";
+  choosable.forEach((label, i) => {
     box.append(el("button", {
       class: `label ${label.id === activeId ? "active" : ""}`,
       "data-label": String(label.id),

@@ -116,7 +116,7 @@ export class Viewer {
     ]);
     void me;
     this.labels = labels.sort((a, b) => a.value - b.value);
-    this.activeLabel = this.labels[0] ?? null;
+    this.activeLabel = this.labels.find((l) => !l.archived) ?? null;
     const init = initCornerstone();
     let petFraction = 0;
     let ctFraction = hasCt ? 0 : 1;
@@ -702,7 +702,7 @@ export class Viewer {
       const action = actionFor(e);
       if (action === null) return;
       if (typeof action === "object") {
-        const label = this.labels[action.label];
+        const label = this.labels.filter((l) => !l.archived)[action.label];
         if (label) this.selectLabel(label);
         return;
       }

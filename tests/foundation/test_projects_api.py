@@ -100,7 +100,7 @@ class LabelApiTestCase(BaseTestCase):
         self.login(self.annotator)
         response = self.client.get(self.url())
         self.assertEqual(response.json()["results"], [
-            {"id": self.label.pk, "name": "liver", "value": 1, "color": "#aa5500", "kind": "organ"}
+            {"id": self.label.pk, "name": "liver", "value": 1, "color": "#aa5500", "kind": "organ", "archived": False}
         ])
 
     def test_it_checks_membership(self):
