@@ -193,3 +193,86 @@ export async function reviewerPanel(box: HTMLElement, host: ReviewHost, annotati
   $("rv-back").onclick = () => void decide("request-changes");
   studio.review = { annotation: annotation.id, objects: objects.length };
 }
+
+export interface SavedWorkHost extends ReviewHost {
+  scanId: number;
+  /** draw an annotation's saved objects (a version, default the current one) in the saved layer */
+  showSaved(annotationId: number, version?: number): Promise<number>;
+  /** switch the viewer to read-only navigation */
+  readOnly(): void;
+}
+
+/**
+ * The reader's saved work on this scan (their annotation, its objects, the review panel) or, on the review
+ * screen, the reviewed annotation.
+ */
+export class SavedWork {
+  annotation: Annotation | null = null;
+
+  constructor(private root: HTMLElement, private host: SavedWorkHost) {}
+
+  private $(id: string): HTMLElement {
+    return this.root.querySelector(`#${id}`) as HTMLElement;
+  }
+
+  /** The reader's own annotation of the scan: drawn in the saved layer, listed in the table, with its panel. */
+  async loadMine(me: string): Promise<void> {
+    let annotations: Annotation[] = [];
+    try {
+      annotations = await list<Annotation>(`${projectPath(this.host.project.id)}/annotations/?scan=${this.host.scanId}`);
+    } catch (e) {
+      toast(`Your saved work could not be loaded: ${(e as Error).message}`, "error");
+    }
+    this.annotation = annotations.find((a) => a.annotator === me && !a.is_consensus) ?? null;
+    if (this.annotation?.current_version) {
+      await this.host.showSaved(this.annotation.id);
+      await this.loadObjects(this.annotation.id);
+    }
+    await this.renderMine();
+  }
+
+  /** After a save: the annotation (state, version), its saved objects and the panel. */
+  async refresh(annotationId: number): Promise<void> {
+    try {
+      this.annotation = await api<Annotation>(`${projectPath(this.host.project.id)}/annotations/${annotationId}/`);
+      await this.loadObjects(annotationId);
+      await this.renderMine();
+    } catch (e) {
+      toast((e as Error).message, "error");
+    }
+  }
+
+  private async loadObjects(annotationId: number): Promise<void> {
+    try {
+      this.host.onSavedObjects(await savedObjects(this.host.project.id, annotationId));
+    } catch (e) {
+      toast((e as Error).message, "warn");
+    }
+  }
+
+  private async renderMine(): Promise<void> {
+    const box = this.$("my-review");
+    if (!box) return;
+    const canAnnotate = (this.host.project.my_roles ?? []).some((r) => r === "annotator" || r === "manager");
+    this.$("my-review-box").hidden = !canAnnotate;
+    if (!canAnnotate) return;
+    try {
+      await annotatorPanel(box, this.host, this.annotation, (fresh) => { this.annotation = fresh; });
+    } catch (e) {
+      box.innerHTML = "";
+      box.append(el("p", { class: "error" }, `The review status could not be loaded: ${(e as Error).message}`));
+    }
+  }
+
+  /** The review screen: read-only, the reviewed annotation's objects, comments and the decision. */
+  async review(annotation: Annotation): Promise<void> {
+    this.$("review-box").hidden = false;
+    this.host.readOnly();
+    await this.host.showSaved(annotation.id);
+    try {
+      await reviewerPanel(this.$("review"), this.host, annotation, async (n) => { await this.host.showSaved(annotation.id, n); });
+    } catch (e) {
+      this.$("review").append(el("p", { class: "error" }, (e as Error).message));
+    }
+  }
+}

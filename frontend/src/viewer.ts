@@ -14,7 +14,7 @@ import { Layers } from "./layers";
 import { bindPointer, boxFromDrag, hottestAlongRay } from "./pointer";
 import { segmentRows } from "./objects";
 import { buildEngineChoice, renderLabelButtons, renderPresence, renderSegmentTable, viewerHtml } from "./panels";
-import { annotatorPanel, reviewerPanel, savedObjects, type ReviewHost } from "./review";
+import { SavedWork, type SavedWorkHost } from "./review";
 import { createVolume, initCornerstone, registerVolumeImages, releaseAll } from "./cornerstone";
 import { IndexMap, invert4, voxelToWorld, voxelVolumeMl, worldToContinuousIndex, type Mat4, type Vec3 } from "./geometry";
 import { segmentStatistics, type SegmentStats } from "./mask";
@@ -48,8 +48,7 @@ export class Viewer {
   private display!: Display;
   private crosshair: Vec3 | null = null;
   private stats = new Map<number, SegmentStats>();
-  private annotation: Annotation | null = null;
-  private me = "";
+  private saved!: SavedWork;
   private disposers: (() => void)[] = [];
   private statsTimer: ReturnType<typeof setTimeout> | null = null;
   private isSuv = true;
@@ -84,6 +83,7 @@ export class Viewer {
 
   async start(): Promise<void> {
     this.layout();
+    this.saved = new SavedWork(this.root, this.savedWorkHost());
     studio.ready = false;
     studio.mipReady = false;
     studio.pendingPrompts = 0;
@@ -183,7 +183,7 @@ export class Viewer {
       }));
     }));
     this.connect();
-    if (this.options.review) void this.setupReview(this.options.review);
+    if (this.options.review) void this.saved.review(this.options.review);
   }
 
   private async setupViewports(): Promise<void> {
@@ -311,16 +311,6 @@ export class Viewer {
     this.edited.delete(label.id);
     this.engine?.renderViewports([...VIEWPORTS]);
     this.scheduleStats();
-  }
-
-  /** Load the saved objects' statistics (per object) of an annotation into the table. */
-  private async loadSavedRows(annotationId: number, version?: number): Promise<void> {
-    try {
-      this.savedRows = await savedObjects(this.project.id, annotationId, version);
-    } catch (e) {
-      toast((e as Error).message, "warn");
-    }
-    this.renderSegments();
   }
 
   private toggleVisibility(value: number): void {
@@ -482,16 +472,15 @@ export class Viewer {
   private connect(): void {
     const conn = this.$("conn");
     this.link = new PromptSessions(this.scan.id, {
-      annotation: () => this.annotation?.id ?? null,
+      annotation: () => this.saved.annotation?.id ?? null,
       engine: () => this.engineName,
       activeLabel: () => this.activeLabel,
     }, {
       mask: (mask, labelId) => this.onMask(mask, labelId),
       hello: (user, first) => {
-        this.me = user;
         studio.user = user;
         // Needs to know who we are (the server says it in hello) to find the reader's own annotation.
-        if (first) void this.loadOthersAccepted();
+        if (first && !this.options.review) void this.saved.loadMine(user);
       },
       accepted: (m) => this.onAccepted(m),
       othersAccepted: (m) => {
@@ -522,7 +511,7 @@ export class Viewer {
     // Show what is now saved in the "accepted" layer: the working layer of this label is reused for the
     // next object, and the saved one would otherwise vanish from the reader's own view.
     void this.showAcceptedMask(Number(m.annotation)).catch((e) => console.warn("could not show the saved mask", e));
-    void this.refreshMine(Number(m.annotation));
+    void this.saved.refresh(Number(m.annotation));
     this.updatePending();
     this.renderSegments();
   }
@@ -599,27 +588,12 @@ export class Viewer {
 
   // ------------------------------------------------------------------ accepted masks of others, review
 
-  private async loadOthersAccepted(): Promise<void> {
-    if (this.options.review) return;
-    let annotations: Annotation[] = [];
-    try {
-      annotations = await list<Annotation>(`${projectPath(this.project.id)}/annotations/?scan=${this.scan.id}`);
-    } catch (e) {
-      toast(`Your saved work could not be loaded: ${(e as Error).message}`, "error");
-    }
-    this.annotation = annotations.find((a) => a.annotator === this.me && !a.is_consensus) ?? null;
-    // The reader's own saved objects: drawn in the "accepted" layer and listed in the table.
-    if (this.annotation?.current_version) {
-      await this.showAcceptedMask(this.annotation.id);
-      await this.loadSavedRows(this.annotation.id);
-    }
-    await this.renderMine();
-  }
-
-  private reviewHost(): ReviewHost {
+  private savedWorkHost(): SavedWorkHost {
+    const labels = () => this.labels; // loaded after the host is made
     return {
       project: this.project,
-      labels: this.labels,
+      get labels() { return labels(); },
+      scanId: this.scan.id,
       jumpToVoxel: (v) => this.goToVoxel(v),
       setMarkers: (markers) => {
         if (!this.views) return;
@@ -632,33 +606,9 @@ export class Viewer {
         this.savedRows = rows;
         this.renderSegments();
       },
+      showSaved: (id, version) => this.showAcceptedMask(id, version),
+      readOnly: () => this.setMode("navigate"),
     };
-  }
-
-  /** The annotator's submit / comments panel. */
-  private async renderMine(): Promise<void> {
-    const box = this.$("my-review");
-    if (!box) return;
-    const canAnnotate = (this.project.my_roles ?? []).some((r) => r === "annotator" || r === "manager");
-    this.$("my-review-box").hidden = !canAnnotate;
-    if (!canAnnotate) return;
-    try {
-      await annotatorPanel(box, this.reviewHost(), this.annotation, (fresh) => { this.annotation = fresh; });
-    } catch (e) {
-      box.innerHTML = "";
-      box.append(el("p", { class: "error" }, `The review status could not be loaded: ${(e as Error).message}`));
-    }
-  }
-
-  /** After a save: the annotation (state, version), its saved objects and the panel. */
-  private async refreshMine(annotationId: number): Promise<void> {
-    try {
-      this.annotation = await api<Annotation>(`${projectPath(this.project.id)}/annotations/${annotationId}/`);
-      await this.loadSavedRows(annotationId);
-      await this.renderMine();
-    } catch (e) {
-      toast((e as Error).message, "error");
-    }
   }
 
   /** Fetch an annotation's mask (object ids) and draw it into the "accepted" overlay, each object in its label's colour. */
@@ -679,18 +629,6 @@ export class Viewer {
     studio.acceptedOverlayVoxels = n;
     studio.acceptedOverlayAnnotation = annotationId;
     return n;
-  }
-
-  /** Review mode: read-only, the reviewed annotation's objects, comments and the decision. */
-  private async setupReview(annotation: Annotation): Promise<void> {
-    this.$("review-box").hidden = false;
-    this.setMode("navigate");
-    await this.showAcceptedMask(annotation.id);
-    try {
-      await reviewerPanel(this.$("review"), this.reviewHost(), annotation, async (n) => { await this.showAcceptedMask(annotation.id, n); });
-    } catch (e) {
-      this.$("review").append(el("p", { class: "error" }, (e as Error).message));
-    }
   }
 
   // ------------------------------------------------------------------ keys

@@ -259,11 +259,15 @@ def test_a_role_a_manager_changed_survives_seeding_again(reader, studio_process)
     page.wait_for_selector("[data-member-role='annotator1:reviewer']")
     assert page.locator("[data-member-role='annotator1:reviewer']").is_checked()
     assert page.locator("[data-member-role='annotator1:annotator']").is_checked()
-    # the last manager cannot be removed: the refusal is a sentence, and the box stays checked
+    # the last manager cannot stop being one: the refusal is the server's sentence, and the box stays checked
+    page.locator("[data-member-role='manager:annotator']").check()
+    page.wait_for_function("() => (window.__studio.toasts || []).some((t) => t.includes('manager: manager, annotator'))")
     page.locator("[data-member-role='manager:manager']").uncheck()
     page.wait_for_function("() => document.querySelector('#members-error').textContent.length > 0")
     assert "at least one manager" in page.locator("#members-error").inner_text()
     assert "/api/" not in page.locator("#members-error").inner_text()
     assert page.locator("[data-member-role='manager:manager']").is_checked()
-    page.locator("[data-member-role='annotator1:reviewer']").uncheck()  # as it was, for other tests
+    page.locator("[data-member-role='manager:annotator']").uncheck()  # as it was, for other tests
+    page.wait_for_function("() => (window.__studio.toasts || []).some((t) => t.endsWith('manager: manager'))")
+    page.locator("[data-member-role='annotator1:reviewer']").uncheck()
     page.wait_for_function("() => (window.__studio.toasts || []).some((t) => t.endsWith('annotator1: annotator'))")
