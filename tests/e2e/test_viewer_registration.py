@@ -55,7 +55,7 @@ def world_info(api):
     assert truth[tuple(centre)], "the lesion's centre voxel is not in its own truth mask"
     lesion_label = manager.label(project["id"], "lesion")
     return {"lesion": lesion, "centre": centre, "world": world, "volume": volume, "truth": truth,
-            "label_value": lesion_label["value"]}
+            "label_value": lesion_label["value"], "affine": affine.tolist()}
 
 
 def _dice(voxels: list[list[int]], truth: np.ndarray) -> float:
@@ -131,7 +131,7 @@ def test_click_lands_on_the_lesion(browser, studio_server, world_info, size, rat
         context.close()
 
 
-def test_canvases_follow_a_window_resize(browser, studio_server, world_info):
+def test_canvases_follow_a_window_resize_and_the_mip_jumps_to_the_peak(browser, studio_server, world_info):
     context = browser.new_context(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
     page = context.new_page()
     try:
@@ -148,6 +148,20 @@ def test_canvases_follow_a_window_resize(browser, studio_server, world_info):
         x, y = page.evaluate("(w) => window.__studio.viewer.worldToClient('coronal', w)", world_info["world"])
         page.mouse.move(x, y)
         assert page.evaluate("() => window.__studio.cursor.voxel") == world_info["centre"]
+
+        # MIP double-click: the views jump to the hottest voxel along the (anterior-posterior) ray there
+        centre = world_info["centre"]
+        affine = np.asarray(world_info["affine"])
+        ap_axis = int(np.argmax(np.abs(affine[1, :3])))  # the index axis that runs along LPS y
+        profile = np.moveaxis(world_info["volume"], ap_axis, -1)[tuple(c for i, c in enumerate(centre) if i != ap_axis)]
+        expected = list(centre)
+        expected[ap_axis] = int(np.argmax(profile))
+        mx, my = page.evaluate("(w) => window.__studio.viewer.worldToClient('mip', w)", world_info["world"])
+        page.mouse.dblclick(mx, my)
+        page.wait_for_function("() => window.__studio.mipPeak", timeout=10_000)
+        assert page.evaluate("() => window.__studio.mipPeak.voxel") == expected
+        assert page.evaluate("() => window.__studio.crosshair") == pytest.approx(
+            (affine @ np.asarray([*expected, 1.0]))[:3].tolist(), abs=1e-3)
     finally:
         context.close()
 
