@@ -174,9 +174,13 @@ class ScanConsumer(AsyncWebsocketConsumer):
             await self.send_json({"type": "session.closed", "session": message.session})
 
     async def open_session(self, message: protocol.Message) -> None:
+        from worker.engines.registry import engine_names  # torch-free listing
+
         engine = message.data["engine"]
         allowed = await database_sync_to_async(self._allowed_engines)()
-        if engine and engine not in allowed:
+        # An unknown name is the registry's error (engine_unavailable); a known one the project does not allow
+        # is refused here.
+        if engine and engine in engine_names() and engine not in allowed:
             raise sessions.SessionError(
                 "forbidden", f"This project does not allow the engine {engine!r}; allowed: {', '.join(allowed)}.")
         session, resumed = await database_sync_to_async(sessions.open_session)(

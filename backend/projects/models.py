@@ -12,7 +12,10 @@ class Role(models.TextChoices):
 
 
 def default_allowed_engines() -> list[str]:
-    return ["threshold"]
+    """Every engine the registry knows: a project may use any until a manager narrows the choice."""
+    from worker.engines.registry import engine_names  # torch-free listing
+
+    return engine_names()
 
 
 class Project(models.Model):

@@ -31,9 +31,14 @@ class ProjectEnginesTestCase(BaseTestCase):
         self.assertEqual(outside.status_code, 400)
         self.assertIn("default_engine", outside.json())
         self.project.refresh_from_db()
-        self.assertEqual(self.project.allowed_engines, ["threshold"])
+        self.assertEqual(self.project.allowed_engines, ["threshold", "seganypet", "seganypet-demo"])
+
+    def test_a_new_project_allows_every_engine(self):
+        self.assertEqual(self.project.allowed_engines, ["threshold", "seganypet", "seganypet-demo"])
 
     def test_a_new_default_joins_the_allowed_engines(self):
+        self.project.allowed_engines = ["threshold"]
+        self.project.save()
         self.client.force_login(self.manager)
         response = self.client.patch(self.url(), {"default_engine": "seganypet-demo"}, content_type="application/json")
         self.assertEqual(response.status_code, 200, response.content)

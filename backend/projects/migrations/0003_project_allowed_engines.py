@@ -4,10 +4,11 @@ import backend.projects.models
 
 
 def allow_current_default(apps, schema_editor):
-    """Existing projects allow their current default engine (and threshold, the new field's default)."""
+    """Existing projects keep choosing any engine (as before the field) and surely their default one."""
     Project = apps.get_model("projects", "Project")
+    everything = backend.projects.models.default_allowed_engines()
     for project in Project.objects.all():
-        project.allowed_engines = list(dict.fromkeys(["threshold", project.default_engine]))
+        project.allowed_engines = list(dict.fromkeys([*everything, project.default_engine]))
         project.save(update_fields=["allowed_engines"])
 
 
