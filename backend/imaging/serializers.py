@@ -6,7 +6,11 @@ from rest_framework import serializers
 from .models import Scan, Series
 from .suv import describe_types
 
-PET_UNITS_CHOICES = [("SUV", "already body-weight SUV"), ("BQML", "activity concentration, Bq/ml")]
+# The same names as a series' `units` in responses; "SUV" is kept as an older alias of "SUVbw".
+PET_UNITS_CHOICES = [("SUVbw", "already body-weight SUV"), ("BQML", "activity concentration, Bq/ml"),
+                     ("SUV", "alias of SUVbw")]
+# what the NIfTI ingest takes
+_INGEST_UNITS = {"SUVbw": "SUV", "SUV": "SUV", "BQML": "BQML"}
 
 
 class SeriesSerializer(serializers.ModelSerializer):
@@ -59,7 +63,9 @@ class ScanUploadSerializer(serializers.Serializer):
             raise serializers.ValidationError("Send either DICOM `files` or a NIfTI `pet` file.")
         if attrs.get("pet") and not attrs.get("pet_units"):
             raise serializers.ValidationError(
-                {"pet_units": "Say whether the NIfTI PET holds SUV or Bq/ml; it is never guessed."})
+                {"pet_units": "Say whether the NIfTI PET holds SUVbw or BQML (Bq/ml); it is never guessed."})
+        if attrs.get("pet_units"):
+            attrs["pet_units"] = _INGEST_UNITS[attrs["pet_units"]]
         if not attrs.get("pet") and (attrs.get("ct") or attrs.get("labels")):
             raise serializers.ValidationError("`ct` and `labels` files go with a NIfTI `pet`.")
         return attrs

@@ -62,7 +62,7 @@ def segment_and_save(annotation: Annotation, user, *, label: Label, prompts: Pro
         prompts.validate(tuple(annotation.scan.pet.shape))
     except PromptError as error:
         raise sessions.SessionError("invalid_prompt", str(error)) from None
-    name = sessions.engine_label(engine)
+    name = sessions.allowed_engine(annotation.project, engine)
     entries = _entries(prompts)
     last = entries[-1]["seq"]
     with transaction.atomic():

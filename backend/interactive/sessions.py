@@ -22,7 +22,7 @@ from backend.annotations import services as annotation_services
 from backend.annotations.models import Annotation
 from backend.imaging import integrity, storage
 from backend.imaging.models import Scan
-from backend.projects.models import Label
+from backend.projects.models import Label, Project
 from worker.engines.base import KINDS, Box, Point, PromptError, Prompts
 from worker.engines.cache import LRUByteCache
 from worker.engines.orientation import Canonical
@@ -68,6 +68,20 @@ def engine_label(name: str) -> str:
     return name
 
 
+def allowed_engine(project, engine: str | None) -> str:
+    """The engine a prompt of this project runs: the one asked for if the project allows it (an unknown
+    name is the registry's error, engine_unavailable), else the project's default."""
+    from worker.engines.registry import engine_names  # torch-free listing
+
+    # Read now: a manager may have changed the project's engines while this socket was open.
+    project = Project.objects.only("allowed_engines", "default_engine").get(pk=project.pk)
+    name = engine or project.default_engine
+    allowed = list(dict.fromkeys([*project.allowed_engines, project.default_engine]))
+    if name in engine_names() and name not in allowed:
+        raise SessionError("forbidden", f"This project does not allow the engine {name!r}; allowed: {', '.join(allowed)}.")
+    return engine_label(name)
+
+
 def open_session(scan: Scan, user, label_id: int, engine: str | None, annotation_id: int | None):
     label = Label.objects.filter(pk=label_id, project_id=scan.project_id).first()
     if label is None:
@@ -77,7 +91,7 @@ def open_session(scan: Scan, user, label_id: int, engine: str | None, annotation
         annotation = Annotation.objects.filter(pk=annotation_id, scan=scan, annotator=user).first()
         if annotation is None:
             raise SessionError("not_found", f"Annotation {annotation_id} is not yours on this scan.")
-    name = engine_label(engine or scan.project.default_engine)
+    name = allowed_engine(scan.project, engine)
     try:
         integrity.check_usable(scan)
     except integrity.ScanDamaged as error:

@@ -11,11 +11,20 @@ class Role(models.TextChoices):
     REVIEWER = "reviewer", "Reviewer"
 
 
+def default_allowed_engines() -> list[str]:
+    """Every engine the registry knows: a project may use any until a manager narrows the choice."""
+    from worker.engines.registry import engine_names  # torch-free listing
+
+    return engine_names()
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
     # Engine used for interactive segmentation unless a request names another.
     default_engine = models.CharField(max_length=50, default="threshold")
+    # Engines an annotator may pick in the viewer; the default engine is always one of them.
+    allowed_engines = models.JSONField(default=default_allowed_engines, blank=True)
     required_approvals = models.PositiveSmallIntegerField(
         default=1, help_text="How many distinct reviewers must approve an annotation."
     )

@@ -11,9 +11,29 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["id", "name", "description", "default_engine", "required_approvals", "blinded_double_read",
-                  "created_at", "my_roles"]
+        fields = ["id", "name", "description", "default_engine", "allowed_engines", "required_approvals",
+                  "blinded_double_read", "created_at", "my_roles"]
         read_only_fields = ["id", "created_at", "my_roles"]
+
+    def validate(self, attrs: dict) -> dict:
+        from worker.engines.registry import engine_names  # torch-free listing
+
+        known = engine_names()
+        default = attrs.get("default_engine", self.instance.default_engine if self.instance else "threshold")
+        allowed = attrs.get("allowed_engines", self.instance.allowed_engines if self.instance else [default])
+        if not isinstance(allowed, list) or not all(isinstance(x, str) for x in allowed):
+            raise serializers.ValidationError({"allowed_engines": "A list of engine names is expected."})
+        unknown = [x for x in [default, *allowed] if x not in known]
+        if unknown:
+            raise serializers.ValidationError(
+                {"allowed_engines": f"Unknown engine(s) {', '.join(sorted(set(unknown)))}; known: {', '.join(known)}."})
+        if default not in allowed:
+            if "allowed_engines" in attrs:
+                raise serializers.ValidationError(
+                    {"default_engine": f"The default engine {default!r} must be one of the allowed engines."})
+            allowed = [*allowed, default]
+        attrs["allowed_engines"] = list(dict.fromkeys(allowed))
+        return attrs
 
     def get_my_roles(self, project: Project) -> list[str]:
         user = self.context["request"].user

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from django.db.models import Prefetch
+from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from .access import membership_for, projects_visible_to
-from .api_base import READ_ANY_MEMBER_WRITE_MANAGER, ProjectScopedViewSet, check_role
+from .api_base import ANY_MEMBER, READ_ANY_MEMBER_WRITE_MANAGER, ProjectScopedViewSet, check_role
 from .models import Label, Membership, Project, Role
 from .serializers import LabelSerializer, MembershipSerializer, ProjectSerializer
 
@@ -41,9 +43,8 @@ class ProjectViewSet(viewsets.ModelViewSet):
     # Listing shows only the caller's projects and creating is for staff, so only the
     # actions on one project are role-checked.
     role_policy = {
-        action: roles
-        for action, roles in READ_ANY_MEMBER_WRITE_MANAGER.items()
-        if action not in ("list", "create")
+        **{name: roles for name, roles in READ_ANY_MEMBER_WRITE_MANAGER.items() if name not in ("list", "create")},
+        "engines": ANY_MEMBER,
     }
 
     def get_queryset(self):
@@ -57,6 +58,17 @@ class ProjectViewSet(viewsets.ModelViewSet):
         super().initial(request, *args, **kwargs)
         if "pk" in kwargs:
             check_role(membership_for(request.user, kwargs["pk"]), self.role_policy.get(self.action or ""))
+
+    @extend_schema(responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def engines(self, request, *args, **kwargs):
+        """Every engine this server knows, whether it can run here, and whether this project allows it."""
+        from worker.engines.registry import available_engines  # torch-free listing
+
+        project = self.get_object()
+        rows = [{**e, "allowed": e["name"] in project.allowed_engines, "default": e["name"] == project.default_engine}
+                for e in available_engines()]
+        return Response(rows)
 
     def perform_create(self, serializer) -> None:
         project = serializer.save()

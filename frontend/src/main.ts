@@ -1,6 +1,7 @@
 /** SegAnyPET Studio: hash router over the screens. */
 import "./styles.css";
 import { api, projectPath, type Annotation, type Project, type Scan } from "./api";
+import { exportScreen, projectSettings, uploadScreen } from "./manage";
 import { pacsScreen } from "./pacs";
 import { projectList, reviewQueue, worklist } from "./screens";
 import { escapeHtml, studio } from "./ui";
@@ -20,6 +21,9 @@ async function route(): Promise<void> {
     if (parts[0] === "projects" && parts[1]) {
       const projectId = Number(parts[1]);
       if (parts[2] === "review" && !parts[3]) return await reviewQueue(root, projectId);
+      if (parts[2] === "settings") return await projectSettings(root, projectId);
+      if (parts[2] === "upload") return await uploadScreen(root, projectId);
+      if (parts[2] === "exports") return await exportScreen(root, projectId);
       if (parts[2] === "pacs" && !parts[3]) return await pacsScreen(root, projectId);
       if (parts[2] === "scans" && parts[3]) {
         const scanId = Number(parts[3]);

@@ -78,6 +78,8 @@ export interface SegmentStats {
   volumeMl: number;
   suvMax: number;
   suvMean: number;
+  /** flat index (in the arrays' layout) of the hottest voxel */
+  maxAt: number;
 }
 
 /** Statistics of every segment value in one pass; labelmap and SUV share the same layout. */
@@ -86,19 +88,22 @@ export function segmentStatistics(
   suv: { [i: number]: number; length: number },
   voxelMl: number,
 ): Map<number, SegmentStats> {
-  const acc = new Map<number, { n: number; sum: number; max: number }>();
+  const acc = new Map<number, { n: number; sum: number; max: number; at: number }>();
   for (let i = 0; i < labelmap.length; i++) {
     const v = labelmap[i];
     if (!v) continue;
     let a = acc.get(v);
-    if (!a) acc.set(v, (a = { n: 0, sum: 0, max: -Infinity }));
+    if (!a) acc.set(v, (a = { n: 0, sum: 0, max: -Infinity, at: i }));
     const x = suv[i];
     a.n++;
     a.sum += x;
-    if (x > a.max) a.max = x;
+    if (x > a.max) {
+      a.max = x;
+      a.at = i;
+    }
   }
   const out = new Map<number, SegmentStats>();
-  for (const [v, a] of acc) out.set(v, { voxels: a.n, volumeMl: a.n * voxelMl, suvMax: a.max, suvMean: a.sum / a.n });
+  for (const [v, a] of acc) out.set(v, { voxels: a.n, volumeMl: a.n * voxelMl, suvMax: a.max, suvMean: a.sum / a.n, maxAt: a.at });
   return out;
 }
 

@@ -2,10 +2,20 @@
 import { api, list, projectPath, type Annotation, type Project, type Scan, type WorklistRow } from "./api";
 import { el, escapeHtml, studio, toast } from "./ui";
 
-function header(title: string, back?: { href: string; text: string }): string {
+export function header(title: string, back?: { href: string; text: string }): string {
   return `<header class="page-header">${back ? `<a class="back" href="${back.href}">← ${escapeHtml(back.text)}</a>` : ""}
     <h1>${escapeHtml(title)}</h1>
     <form method="post" action="/accounts/logout/" class="logout"><input type="hidden" name="csrfmiddlewaretoken" value="${escapeHtml(csrf())}"><button>Sign out</button></form></header>`;
+}
+
+/** Tabs of the manager's screens. */
+export function managerTabs(projectId: number, active: string): string {
+  const tabs: [string, string, string][] = [
+    ["worklist", `#/projects/${projectId}`, "Worklist"], ["review", `#/projects/${projectId}/review`, "Review queue"],
+    ["settings", `#/projects/${projectId}/settings`, "Settings"], ["upload", `#/projects/${projectId}/upload`, "Upload"],
+    ["exports", `#/projects/${projectId}/exports`, "Exports"], ["pacs", `#/projects/${projectId}/pacs`, "PACS"],
+  ];
+  return `<nav class="tabs">${tabs.map(([key, href, text]) => `<a href="${href}" data-tab="${key}" class="${key === active ? "active" : ""}">${text}</a>`).join("")}</nav>`;
 }
 
 function csrf(): string {
@@ -36,23 +46,31 @@ const STATE_TEXT: Record<string, string> = {
 export async function worklist(root: HTMLElement, projectId: number): Promise<void> {
   const project = await api<Project>(`${projectPath(projectId)}/`);
   root.innerHTML = `${header(project.name, { href: "#/", text: "projects" })}
-    <main class="page">
+    <main class="page">${(project.my_roles ?? []).includes("manager") ? managerTabs(projectId, "worklist") : ""}
       <div class="filters">
         <input id="f-text" placeholder="filter by name" />
         <select id="f-status"><option value="">any scan status</option><option>ready</option><option>pending</option><option>ingesting</option><option>failed</option></select>
         <select id="f-state"><option value="">any annotation state</option>${Object.entries(STATE_TEXT).map(([k, v]) => `<option value="${k}">${v}</option>`).join("")}</select>
         <label><input type="checkbox" id="f-mine"> only assigned to me</label>
-        ${(project.my_roles ?? []).some((r) => r === "reviewer" || r === "manager") ? `<a href="#/projects/${projectId}/review">Review queue →</a>` : ""}
-        ${(project.my_roles ?? []).includes("manager") ? `<a href="#/projects/${projectId}/pacs" data-pacs>PACS →</a>` : ""}
+        ${(project.my_roles ?? []).some((r) => r === "reviewer" || r === "manager") && !(project.my_roles ?? []).includes("manager") ? `<a href="#/projects/${projectId}/review">Review queue →</a>` : ""}
       </div>
+      <div class="inline-error" id="worklist-error" role="alert"></div>
       <table class="worklist" id="worklist"><thead><tr><th>scan</th><th>tracer</th><th>status</th><th>assignee</th><th>annotation</th><th></th></tr></thead><tbody><tr><td colspan="6" class="muted">Loading…</td></tr></tbody></table>
     </main>`;
+  // Only what the reader's roles may see is asked for; a failure is shown, never taken for "nothing".
+  const roles = project.my_roles ?? [];
+  const failures: string[] = [];
+  const shown = <T,>(what: string, promise: Promise<T[]>): Promise<T[]> => promise.catch((e: Error) => {
+    failures.push(`${what}: ${e.message}`);
+    return [] as T[];
+  });
   const [scans, mine, annotations, assignments] = await Promise.all([
     list<Scan>(`${projectPath(projectId)}/scans/`),
-    api<WorklistRow[]>(`${projectPath(projectId)}/assignments/worklist/`).catch(() => [] as WorklistRow[]),
-    list<Annotation>(`${projectPath(projectId)}/annotations/`).catch(() => [] as Annotation[]),
-    list<{ scan: number; annotator: { username: string } | string }>(`${projectPath(projectId)}/assignments/`).catch(() => []),
+    roles.includes("annotator") ? shown("your worklist", api<WorklistRow[]>(`${projectPath(projectId)}/assignments/worklist/`)) : Promise.resolve([] as WorklistRow[]),
+    shown("annotations", list<Annotation>(`${projectPath(projectId)}/annotations/`)),
+    shown("assignments", list<{ scan: number; annotator: { username: string } | string }>(`${projectPath(projectId)}/assignments/`)),
   ]);
+  root.querySelector("#worklist-error")!.textContent = failures.length ? `Could not load ${failures.join("; ")}` : "";
   const me = new Map(mine.map((r) => [r.scan, r]));
   const assignees = new Map<number, string[]>();
   for (const a of assignments) {
@@ -94,7 +112,7 @@ export async function worklist(root: HTMLElement, projectId: number): Promise<vo
 export async function reviewQueue(root: HTMLElement, projectId: number): Promise<void> {
   const project = await api<Project>(`${projectPath(projectId)}/`);
   root.innerHTML = `${header(`${project.name} — review`, { href: `#/projects/${projectId}`, text: "worklist" })}
-    <main class="page">
+    <main class="page">${(project.my_roles ?? []).includes("manager") ? managerTabs(projectId, "review") : ""}
       <table class="worklist" id="queue"><thead><tr><th>annotation</th><th>scan</th><th>annotator</th><th>submitted</th><th>approvals</th><th>claimed</th><th></th></tr></thead><tbody></tbody></table>
       <h2>Agreement</h2>
       <div class="filters"><input id="ag-a" placeholder="annotation id A" size="8"><input id="ag-b" placeholder="annotation id B" size="8"><button id="ag-go">Compare</button></div>
@@ -102,17 +120,21 @@ export async function reviewQueue(root: HTMLElement, projectId: number): Promise
     </main>`;
   const tbody = root.querySelector("#queue tbody")!;
   try {
-    const queue = await list<Annotation>(`${projectPath(projectId)}/annotations/review-queue/`);
+    const [queue, scans] = await Promise.all([
+      list<Annotation>(`${projectPath(projectId)}/annotations/review-queue/`),
+      list<Scan>(`${projectPath(projectId)}/scans/`),
+    ]);
+    const scanName = new Map(scans.map((x) => [x.id, x.name || `scan ${x.id}`]));
     if (!queue.length) tbody.append(el("tr", {}, el("td", { colspan: "7", class: "muted" }, "Nothing to review.")));
     for (const a of queue) {
       tbody.append(el("tr", {},
         el("td", {}, `#${a.id} v${a.current_version?.number ?? "–"}`),
-        el("td", {}, String(a.scan)),
+        el("td", {}, scanName.get(a.scan) ?? `scan ${a.scan}`),
         el("td", {}, a.annotator),
         el("td", {}, a.submitted_at ? new Date(a.submitted_at).toLocaleString() : "–"),
         el("td", {}, a.approvals.join(", ") || "–"),
         el("td", {}, a.claimed_by ?? "–"),
-        el("td", {}, el("a", { class: "button", href: `#/projects/${projectId}/scans/${a.scan}/review/${a.id}` }, "Review"))));
+        el("td", {}, el("a", { class: "button", href: `#/projects/${projectId}/scans/${a.scan}/review/${a.id}`, "data-review": String(a.id) }, "Review"))));
     }
   } catch (e) {
     tbody.append(el("tr", {}, el("td", { colspan: "7", class: "error" }, (e as Error).message)));

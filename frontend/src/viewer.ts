@@ -1,117 +1,57 @@
 /** The reading-room viewer: PET (+CT fusion) in three orthogonal views and a coronal MIP, prompts over the scan WebSocket, labelmap editing. */
 import {
-  Enums,
-  RenderingEngine,
-  cache,
   eventTarget,
-  setVolumesForViewports,
   utilities,
   volumeLoader,
   type Types,
 } from "@cornerstonejs/core";
-import {
-  BrushTool,
-  Enums as ToolEnums,
-  PanTool,
-  StackScrollTool,
-  ToolGroupManager,
-  WindowLevelTool,
-  ZoomTool,
-  addTool,
-  segmentation,
-  utilities as toolUtilities,
-} from "@cornerstonejs/tools";
-import { api, list, projectPath, type Annotation, type Label, type Project, type Scan, type Series, type Version } from "./api";
+import { Enums as ToolEnums } from "@cornerstonejs/tools";
+import { api, list, projectPath, type Annotation, type Label, type ObjectStats, type Project, type Scan, type Series, type Version } from "./api";
+import { Display } from "./display";
+import { Tools, type Mode } from "./tools";
+import { actionFor, type Action } from "./keys";
+import { Layers } from "./layers";
+import { bindPointer, boxFromDrag, hottestAlongRay } from "./pointer";
+import { segmentRows } from "./objects";
+import { buildEngineChoice, renderLabelButtons, renderPresence, renderSegmentTable, viewerHtml } from "./panels";
+import { SavedWork, type SavedWorkHost } from "./review";
 import { createVolume, initCornerstone, registerVolumeImages, releaseAll } from "./cornerstone";
 import { IndexMap, invert4, voxelToWorld, voxelVolumeMl, worldToContinuousIndex, type Mat4, type Vec3 } from "./geometry";
-import { applyMask, segmentStatistics, type SegmentStats } from "./mask";
+import { segmentStatistics, type SegmentStats } from "./mask";
 import { loadNifti, type NiftiVolume } from "./nifti";
-import { ScanSocket, cropMask, scanSocketUrl, type DecodedMask, type Index3, type ServerMessage } from "./protocol";
+import { cropMask, type DecodedMask, type Index3, type ServerMessage } from "./protocol";
+import { PromptSessions, type Prompt } from "./prompt-session";
 import { el, escapeHtml, studio, toast } from "./ui";
-
-type Mode = "prompt" | "brush" | "eraser" | "navigate";
-const VIEWPORTS = ["axial", "coronal", "sagittal"] as const;
-const MIP = "mip";
-const SUV_PRESETS: [string, number, number][] = [["0–5", 0, 5], ["0–10", 0, 10], ["0–20", 0, 20]];
-const CT_PRESETS: [string, number, number][] = [["soft tissue", -160, 240], ["lung", -1350, 150], ["bone", -700, 1300], ["brain", 0, 80]];
-const COLORMAPS: [string, string][] = [["inverted grey", "Inverted-Grayscale"], ["hot", "Black-Body Radiation"], ["grey", "Grayscale"]];
-const ERROR_TEXT: Record<string, string> = {
-  malformed: "The server did not understand a message.",
-  too_large: "A message was too large for the server.",
-  unknown_type: "The server does not support this action yet.",
-  forbidden: "You are not allowed to do this.",
-  not_found: "The session or label was not found (it may have been closed).",
-  invalid_prompt: "That prompt is not valid (outside the scan?).",
-  engine_unavailable: "The segmentation engine is not available right now.",
-  worker_timeout: "The segmentation engine did not answer in time.",
-  engine_failed: "The segmentation engine failed on this prompt.",
-  conflict: "Your annotation changed elsewhere; reload to get the current version.",
-  rate_limited: "Too many prompts; slow down a little.",
-  not_connected: "Not connected to the server; reconnecting…",
-};
-
-const HELP: [string, string][] = [
-  ["click", "positive point (prompt mode)"],
-  ["shift+click / right click", "negative point"],
-  ["drag", "box prompt"],
-  ["1–9", "choose label"],
-  ["P / B / E / N", "prompt / brush / eraser / navigate mode"],
-  ["[ ]", "brush size"],
-  ["Ctrl+Z / Ctrl+Shift+Z (Y)", "undo / redo"],
-  ["R", "reset the session"],
-  ["Enter", "accept the mask"],
-  ["W", "next SUV window preset"],
-  ["C", "next colormap"],
-  ["F", "toggle PET/CT fusion"],
-  ["V", "show/hide the active segment"],
-  ["wheel / ↑ ↓", "scroll slices"],
-  ["Ctrl+drag, middle drag", "zoom, pan"],
-  ["Alt+drag", "window/level"],
-  ["?", "this help"],
-];
-
-function hexToRgba(hex: string, alpha = 255): Types.Color {
-  const n = parseInt(hex.slice(1), 16);
-  return [(n >> 16) & 255, (n >> 8) & 255, n & 255, alpha];
-}
+import { voxelOf } from "./registration";
+import { MIP, VIEWPORTS, Viewports } from "./viewports";
 
 export class Viewer {
-  private engine: RenderingEngine | null = null;
-  private socket: ScanSocket | null = null;
+  private views: Viewports | null = null;
+  private get engine() {
+    return this.views?.engine ?? null;
+  }
+  private link: PromptSessions | null = null;
   private pet!: NiftiVolume;
   private petSeries!: Series;
   private inverseAffine!: Mat4;
   private map!: IndexMap;
-  private labelmapVolume!: Types.IImageVolume;
-  private acceptedVolume: Types.IImageVolume | null = null;
+  private layers!: Layers;
   private scanKey: string;
   private petVolumeId: string;
   private ctVolumeId: string | null = null;
-  private segId: string;
-  private acceptedSegId: string;
-  private toolGroupId: string;
-  private mipGroupId: string;
+  private tools: Tools;
   private labels: Label[] = [];
   private activeLabel: Label | null = null;
-  private sessions = new Map<number, number | string>(); // label id → session
-  private sessionLabels = new Map<string, number>(); // session → label id
-  private openingLabel: number | null = null;
-  private queuedPrompts: { label: number; prompt: Parameters<ScanSocket["prompt"]>[1] }[] = [];
   private edited = new Set<number>(); // label ids edited by brush since their last server mask
   private hidden = new Set<number>();
   private mode: Mode = "prompt";
-  private colormap = 0;
-  private suvPreset = 1;
-  private petOpacity = 0.7;
-  private fusion = false;
+  private display!: Display;
   private crosshair: Vec3 | null = null;
   private stats = new Map<number, SegmentStats>();
-  private annotation: Annotation | null = null;
-  private me = "";
+  private saved!: SavedWork;
   private disposers: (() => void)[] = [];
   private statsTimer: ReturnType<typeof setTimeout> | null = null;
   private isSuv = true;
-  private brushSize = 8;
 
   constructor(
     private root: HTMLElement,
@@ -121,54 +61,13 @@ export class Viewer {
   ) {
     this.scanKey = `s${scan.id}-${Date.now().toString(36)}`;
     this.petVolumeId = `cornerstoneStreamingImageVolume:pet-${this.scanKey}`;
-    this.segId = `seg-${this.scanKey}`;
-    this.acceptedSegId = `acc-${this.scanKey}`;
-    this.toolGroupId = `tg-${this.scanKey}`;
-    this.mipGroupId = `tgmip-${this.scanKey}`;
+    this.tools = new Tools(`tg-${this.scanKey}`, `tgmip-${this.scanKey}`);
   }
 
   // ------------------------------------------------------------------ layout
 
   private layout(): void {
-    this.root.innerHTML = `
-      <div class="viewer">
-        <header class="toolbar">
-          <a href="#/projects/${this.project.id}" class="back">← ${escapeHtml(this.project.name)}</a>
-          <strong class="scan-name">${escapeHtml(this.scan.name)}</strong>
-          <span class="group" id="colormaps"></span>
-          <span class="group" id="suv-presets"></span>
-          <span class="group" id="ct-presets"></span>
-          <label class="group" id="fusion-box" hidden><input type="checkbox" id="fusion"> fusion
-            <input type="range" id="opacity" min="0" max="1" step="0.05" value="${this.petOpacity}" title="PET opacity"></label>
-          <span class="group" id="modes"></span>
-          <span class="group">
-            <button data-cmd="undo" title="Ctrl+Z">Undo</button><button data-cmd="redo" title="Ctrl+Shift+Z">Redo</button>
-            <button data-cmd="reset" title="R">Reset</button><button data-cmd="accept" class="primary" title="Enter">Accept</button>
-          </span>
-          <span class="spinner" id="spinner" hidden title="waiting for the engine"></span>
-          <span id="conn" class="conn">connecting…</span>
-          <button id="help-btn" title="?">?</button>
-        </header>
-        <div id="units-warning" class="warning" hidden></div>
-        <div class="body">
-          <aside class="sidebar">
-            <section><h3>Label</h3><div id="labels" class="labels"></div></section>
-            <section><h3>Segments</h3><table id="segments" class="segments"></table></section>
-            <section id="review-box" hidden><h3>Review</h3><div id="review"></div></section>
-            <section><h3>Here now</h3><ul id="presence" class="presence"></ul></section>
-            <section><h3>Cursor</h3><div id="cursor" class="cursor">–</div></section>
-          </aside>
-          <main class="grid">
-            ${[...VIEWPORTS, MIP].map((id) => `
-              <div class="vp-wrap"><div class="vp" id="vp-${id}" data-viewport="${id}"></div>
-              <canvas class="overlay" id="ov-${id}"></canvas><div class="vp-label">${id === MIP ? "coronal MIP" : id}</div></div>`).join("")}
-          </main>
-        </div>
-        <div id="loading" class="loading"><div>Loading scan…</div><progress id="progress" max="1" value="0"></progress><div id="progress-text"></div></div>
-        <div id="help" class="help" hidden><div class="help-card"><h2>Keyboard shortcuts</h2>
-          <table>${HELP.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`).join("")}</table>
-          <button id="help-close">Close (Esc)</button></div></div>
-      </div>`;
+    this.root.innerHTML = viewerHtml(this.project, this.scan, Boolean(this.options.review));
   }
 
   private $(id: string): HTMLElement {
@@ -184,6 +83,7 @@ export class Viewer {
 
   async start(): Promise<void> {
     this.layout();
+    this.saved = new SavedWork(this.root, this.savedWorkHost());
     studio.ready = false;
     studio.mipReady = false;
     studio.pendingPrompts = 0;
@@ -216,7 +116,7 @@ export class Viewer {
     ]);
     void me;
     this.labels = labels.sort((a, b) => a.value - b.value);
-    this.activeLabel = this.choosableLabels()[0] ?? null;
+    this.activeLabel = this.labels.find((l) => !l.archived) ?? null;
     const init = initCornerstone();
     let petFraction = 0;
     let ctFraction = hasCt ? 0 : 1;
@@ -248,19 +148,24 @@ export class Viewer {
     }
     this.map = new IndexMap(pet.affine, petVolume.shape, petCs.dimensions as Vec3, (w) =>
       utilities.transformWorldToIndexContinuous(petCs.imageData as never, w as Types.Point3));
-    this.labelmapVolume = volumeLoader.createAndCacheDerivedLabelmapVolume(this.petVolumeId, { volumeId: `lm-${this.scanKey}` });
-    this.acceptedVolume = volumeLoader.createAndCacheDerivedLabelmapVolume(this.petVolumeId, { volumeId: `acc-lm-${this.scanKey}` });
+    this.layers = new Layers(
+      volumeLoader.createAndCacheDerivedLabelmapVolume(this.petVolumeId, { volumeId: `lm-${this.scanKey}` }),
+      volumeLoader.createAndCacheDerivedLabelmapVolume(this.petVolumeId, { volumeId: `acc-lm-${this.scanKey}` }),
+      `seg-${this.scanKey}`, `acc-${this.scanKey}`, this.map, this.pet.shape);
 
     phases.volumesCreated = performance.now() - opened;
     await this.setupViewports();
     phases.viewportsSet = performance.now() - opened;
     this.setupSegmentation();
     this.setupTools();
-    this.buildControls();
     this.bindPointer();
+    if (!this.options.review) this.bindStrokes();
     this.bindKeys();
-    this.applyDisplay(false);
+    this.display = new Display(this.root, () => this.engine, this.petVolumeId, this.ctVolumeId, this.petSeries, this.pet.data, this.isSuv);
+    this.buildControls();
+    this.display.apply(false);
     this.$("loading").hidden = true;
+    this.views!.resizeNow();
     this.crosshair = voxelToWorld(pet.affine, petVolume.shape.map((n) => Math.floor(n / 2)) as Vec3);
     this.jumpTo(this.crosshair);
     phases.renderRequested = performance.now() - opened;
@@ -278,70 +183,26 @@ export class Viewer {
       }));
     }));
     this.connect();
-    if (this.options.review) void this.setupReview(this.options.review);
+    if (this.options.review) void this.saved.review(this.options.review);
   }
 
   private async setupViewports(): Promise<void> {
-    const engine = new RenderingEngine(`re-${this.scanKey}`);
-    this.engine = engine;
-    const orientation = { axial: Enums.OrientationAxis.AXIAL, coronal: Enums.OrientationAxis.CORONAL, sagittal: Enums.OrientationAxis.SAGITTAL };
-    engine.setViewports([
-      ...VIEWPORTS.map((id) => ({
-        viewportId: id,
-        type: Enums.ViewportType.ORTHOGRAPHIC,
-        element: this.$(`vp-${id}`) as HTMLDivElement,
-        defaultOptions: { orientation: orientation[id], background: [0, 0, 0] as Types.Point3 },
-      })),
-      {
-        viewportId: MIP,
-        type: Enums.ViewportType.ORTHOGRAPHIC,
-        element: this.$(`vp-${MIP}`) as HTMLDivElement,
-        defaultOptions: { orientation: Enums.OrientationAxis.CORONAL, background: [0, 0, 0] as Types.Point3 },
-      },
-    ]);
-    const volumes = this.ctVolumeId
-      ? [{ volumeId: this.ctVolumeId }, { volumeId: this.petVolumeId }]
-      : [{ volumeId: this.petVolumeId }];
-    await setVolumesForViewports(engine, volumes, [...VIEWPORTS]);
+    this.views = new Viewports(this.root, `re-${this.scanKey}`, this.inverseAffine, this.pet.shape);
     const [ns, nr, nc] = this.pet.shape;
     const extent = Math.max(ns, nr, nc) * Math.max(...this.petSeries.spacing) * 2;
-    await setVolumesForViewports(engine, [{
-      volumeId: this.petVolumeId,
-      blendMode: Enums.BlendModes.MAXIMUM_INTENSITY_BLEND,
-      slabThickness: extent,
-    }], [MIP]);
-    const resize = () => {
-      engine.resize(true, true);
-      this.drawOverlays();
-    };
-    window.addEventListener("resize", resize);
-    this.disposers.push(() => window.removeEventListener("resize", resize));
-    for (const id of [...VIEWPORTS, MIP]) {
-      const element = this.$(`vp-${id}`);
-      const onRender = () => this.drawOverlay(id);
-      element.addEventListener(Enums.Events.IMAGE_RENDERED, onRender);
-      this.disposers.push(() => element.removeEventListener(Enums.Events.IMAGE_RENDERED, onRender));
-    }
+    await this.views.setup(this.petVolumeId, this.ctVolumeId, extent);
   }
 
   private setupSegmentation(): void {
-    segmentation.addSegmentations([
-      { segmentationId: this.segId, representation: { type: ToolEnums.SegmentationRepresentations.Labelmap, data: { volumeId: this.labelmapVolume.volumeId } } },
-      { segmentationId: this.acceptedSegId, representation: { type: ToolEnums.SegmentationRepresentations.Labelmap, data: { volumeId: this.acceptedVolume!.volumeId } } },
-    ]);
-    for (const id of VIEWPORTS) {
-      segmentation.addLabelmapRepresentationToViewport(id, [{ segmentationId: this.acceptedSegId }, { segmentationId: this.segId }]);
-      for (const label of this.labels) {
-        segmentation.config.color.setSegmentIndexColor(id, this.segId, label.value, hexToRgba(label.color, 200));
-        segmentation.config.color.setSegmentIndexColor(id, this.acceptedSegId, label.value, hexToRgba(label.color, 110));
-      }
-    }
-    segmentation.activeSegmentation.setActiveSegmentation(VIEWPORTS[0], this.segId);
-    if (this.activeLabel) segmentation.segmentIndex.setActiveSegmentIndex(this.segId, this.activeLabel.value);
+    this.layers.setup(this.labels);
+    if (this.activeLabel) this.layers.setActiveValue(this.activeLabel.value);
     const onModified = (evt: Event) => {
       const detail = (evt as CustomEvent).detail as { segmentationId?: string };
-      if (detail?.segmentationId !== this.segId) return;
-      if ((this.mode === "brush" || this.mode === "eraser") && this.activeLabel) this.edited.add(this.activeLabel.id);
+      if (detail?.segmentationId !== this.layers.workingId) return;
+      if ((this.mode === "brush" || this.mode === "eraser") && this.activeLabel) {
+        this.edited.add(this.activeLabel.id);
+        this.dirty.add(this.activeLabel.value);
+      }
       this.scheduleStats();
     };
     eventTarget.addEventListener(ToolEnums.Events.SEGMENTATION_DATA_MODIFIED, onModified);
@@ -349,78 +210,23 @@ export class Viewer {
   }
 
   private setupTools(): void {
-    for (const tool of [PanTool, ZoomTool, StackScrollTool, WindowLevelTool, BrushTool]) {
-      try {
-        addTool(tool);
-      } catch {
-        /* already added */
-      }
-    }
-    const group = ToolGroupManager.createToolGroup(this.toolGroupId)!;
-    group.addTool(PanTool.toolName);
-    group.addTool(ZoomTool.toolName);
-    group.addTool(StackScrollTool.toolName);
-    group.addTool(WindowLevelTool.toolName);
-    group.addToolInstance("StudioBrush", BrushTool.toolName, { activeStrategy: "FILL_INSIDE_CIRCLE" });
-    group.addToolInstance("StudioEraser", BrushTool.toolName, { activeStrategy: "ERASE_INSIDE_CIRCLE" });
-    for (const id of VIEWPORTS) group.addViewport(id, this.engine!.id);
-    const mip = ToolGroupManager.createToolGroup(this.mipGroupId)!;
-    mip.addTool(PanTool.toolName);
-    mip.addTool(ZoomTool.toolName);
-    mip.addViewport(MIP, this.engine!.id);
-    const { MouseBindings, KeyboardBindings } = ToolEnums;
-    for (const g of [group, mip]) {
-      g.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: MouseBindings.Auxiliary }] });
-      g.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: MouseBindings.Primary, modifierKey: KeyboardBindings.Ctrl }] });
-    }
-    group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
-    group.setToolActive(WindowLevelTool.toolName, { bindings: [{ mouseButton: MouseBindings.Primary, modifierKey: KeyboardBindings.Alt }] });
-    // The brush starts at the size the [ ] keys step from (Cornerstone's own default is 25 mm).
-    segmentationBrushSize(this.toolGroupId, this.brushSize);
+    this.tools.setup(this.engine!.id);
     this.setMode("prompt");
   }
 
   private setMode(mode: Mode): void {
+    if (this.options.review) mode = "navigate"; // the review screen is read-only
     this.mode = mode;
-    const group = ToolGroupManager.getToolGroup(this.toolGroupId);
-    if (group) {
-      const primary = [{ mouseButton: ToolEnums.MouseBindings.Primary }];
-      group.setToolPassive("StudioBrush");
-      group.setToolPassive("StudioEraser");
-      if (mode === "brush") group.setToolActive("StudioBrush", { bindings: primary });
-      if (mode === "eraser") group.setToolActive("StudioEraser", { bindings: primary });
-    }
+    this.tools.setMode(mode);
     this.root.querySelectorAll<HTMLButtonElement>("#modes button").forEach((b) => b.classList.toggle("active", b.dataset.mode === mode));
     this.root.querySelector(".grid")?.setAttribute("data-mode", mode);
-    this.socket?.activity(mode === "prompt" || mode === "brush" || mode === "eraser" ? `segmenting ${this.activeLabel?.name ?? ""}`.trim() : "reading");
+    this.link?.activity(mode === "prompt" || mode === "brush" || mode === "eraser" ? `segmenting ${this.activeLabel?.name ?? ""}`.trim() : "reading");
   }
 
   // ------------------------------------------------------------------ controls
 
   private buildControls(): void {
-    const colormaps = this.$("colormaps");
-    colormaps.append(el("span", { class: "muted" }, "PET"));
-    COLORMAPS.forEach(([name], i) => colormaps.append(el("button", { "data-colormap": String(i), onclick: () => { this.colormap = i; this.applyDisplay(); } }, name)));
-    const suv = this.$("suv-presets");
-    if (this.isSuv) {
-      suv.append(el("span", { class: "muted" }, "SUV"));
-      SUV_PRESETS.forEach(([name], i) => suv.append(el("button", { "data-suv": String(i), onclick: () => { this.suvPreset = i; this.applyDisplay(); } }, name)));
-    } else {
-      const warning = this.$("units-warning");
-      warning.hidden = false;
-      warning.textContent = `Warning: this PET is in ${this.petSeries.units || "unknown units"}, not SUVbw — SUV presets and SUV statistics are unavailable; values shown are raw.`;
-    }
-    const ct = this.$("ct-presets");
-    if (this.ctVolumeId) {
-      ct.append(el("span", { class: "muted" }, "CT"));
-      CT_PRESETS.forEach(([name, lo, hi]) => ct.append(el("button", { onclick: () => this.setCtWindow(lo, hi) }, name)));
-      this.$("fusion-box").hidden = false;
-      const fusion = this.$("fusion") as HTMLInputElement;
-      fusion.checked = this.fusion;
-      fusion.onchange = () => { this.fusion = fusion.checked; this.applyDisplay(); };
-      const opacity = this.$("opacity") as HTMLInputElement;
-      opacity.oninput = () => { this.petOpacity = Number(opacity.value); this.applyDisplay(); };
-    }
+    this.display.buildControls();
     const modes = this.$("modes");
     for (const [mode, name, key] of [["prompt", "Prompt", "P"], ["brush", "Brush", "B"], ["eraser", "Eraser", "E"], ["navigate", "Navigate", "N"]] as const) {
       modes.append(el("button", { "data-mode": mode, title: key, onclick: () => this.setMode(mode) }, name));
@@ -428,6 +234,7 @@ export class Viewer {
     this.root.querySelectorAll<HTMLButtonElement>("[data-cmd]").forEach((b) => {
       b.onclick = () => this.command(b.dataset.cmd as "undo" | "redo" | "reset" | "accept");
     });
+    void this.buildEngineChoice();
     this.$("help-btn").onclick = () => this.toggleHelp();
     this.$("help-close").onclick = () => this.toggleHelp(false);
     this.renderLabels();
@@ -435,116 +242,82 @@ export class Viewer {
     this.setMode("prompt");
   }
 
-  private setCtWindow(lower: number, upper: number): void {
-    if (!this.ctVolumeId) return;
+  /** The engines this project allows that can run here; the project's default first chosen. */
+  private async buildEngineChoice(): Promise<void> {
+    this.engineName = await buildEngineChoice(this.$("engine") as HTMLSelectElement, this.project, (name) => {
+      this.engineName = name;
+      // The next prompt of each label opens its session again with the chosen engine.
+      this.link?.forgetSessions();
+    });
+  }
+  private engineName: string | null = null;
+  /** Brush and eraser strokes become history steps: the labelmap before the stroke against after it. */
+  private bindStrokes(): void {
     for (const id of VIEWPORTS) {
-      const vp = this.engine!.getViewport(id) as Types.IVolumeViewport;
-      vp.setProperties({ voiRange: { lower, upper } }, this.ctVolumeId);
-      vp.render();
+      this.$(`vp-${id}`).addEventListener("pointerdown", (e) => {
+        if ((this.mode !== "brush" && this.mode !== "eraser") || e.button !== 0 || !this.activeLabel) return;
+        if (e.ctrlKey || e.altKey || e.metaKey) return; // zoom, window/level
+        this.layers.beginStroke(this.mode, this.activeLabel.value);
+      }, { capture: true });
     }
-  }
-
-  private petRange(): { lower: number; upper: number } {
-    if (this.isSuv) {
-      const [, lo, hi] = SUV_PRESETS[this.suvPreset];
-      return { lower: lo, upper: hi };
-    }
-    // raw units: 0 .. 99.5th percentile of a sample
-    const d = this.pet.data;
-    const sample: number[] = [];
-    const step = Math.max(1, Math.floor(d.length / 20000));
-    for (let i = 0; i < d.length; i += step) sample.push(d[i]);
-    sample.sort((a, b) => a - b);
-    return { lower: 0, upper: Math.max(1e-6, sample[Math.floor(sample.length * 0.995)]) };
-  }
-
-  private applyDisplay(renderMip = true): void {
-    if (!this.engine) return;
-    const [, colormapName] = COLORMAPS[this.colormap];
-    const range = this.petRange();
-    const fused = Boolean(this.ctVolumeId) && this.fusion;
-    for (const id of [...VIEWPORTS, MIP]) {
-      const vp = this.engine.getViewport(id) as Types.IVolumeViewport;
-      // Fused: uniform PET opacity over the CT. Cornerstone/vtk blends per mm of slab, so the ortho views
-      // use a one-voxel slab and that as the opacity unit distance, which makes the slider linear.
-      const colormap = { name: colormapName, opacity: id !== MIP && fused ? this.petOpacity : 1 };
-      if (id !== MIP) {
-        const slab = Math.max(...this.petSeries.spacing);
-        vp.setProperties({ slabThickness: slab });
-        for (const actor of vp.getActors().filter((a) => a.referencedId === this.petVolumeId || a.referencedId === this.ctVolumeId)) {
-          const property = (actor.actor as unknown as { getProperty(): { setScalarOpacityUnitDistance(i: number, d: number): void } }).getProperty();
-          property.setScalarOpacityUnitDistance(0, slab);
-        }
-      }
-      vp.setProperties({ voiRange: range, colormap }, this.petVolumeId);
-      if (this.ctVolumeId && id !== MIP) {
-        const ctActor = vp.getActors().find((a) => a.referencedId === this.ctVolumeId || a.uid === this.ctVolumeId);
-        ctActor?.actor.setVisibility(fused);
-      }
-      if (id !== MIP || renderMip) vp.render();
-    }
-    if (this.ctVolumeId && this.fusion && !this.ctWindowSet) {
-      this.ctWindowSet = true;
-      this.setCtWindow(-160, 240);
-    }
-    this.root.querySelectorAll<HTMLButtonElement>("[data-colormap]").forEach((b) => b.classList.toggle("active", Number(b.dataset.colormap) === this.colormap));
-    this.root.querySelectorAll<HTMLButtonElement>("[data-suv]").forEach((b) => b.classList.toggle("active", Number(b.dataset.suv) === this.suvPreset));
-    studio.display = { colormap: colormapName, voiRange: range, fusion: fused, petOpacity: this.petOpacity };
-  }
-  private ctWindowSet = false;
-
-  /** Labels a new object may take; archived ones still name the objects that already use them. */
-  private choosableLabels(): Label[] {
-    return this.labels.filter((l) => !l.archived);
   }
 
   private renderLabels(): void {
-    const box = this.$("labels");
-    box.innerHTML = "";
-    if (!this.choosableLabels().length) box.textContent = "This project has no labels yet.";
-    this.choosableLabels().forEach((label, i) => {
-      const button = el("button", {
-        class: `label ${label.id === this.activeLabel?.id ? "active" : ""}`,
-        "data-label": String(label.id),
-        title: `${i + 1}`,
-        onclick: () => this.selectLabel(label),
-      }, el("span", { class: "swatch", style: `background:${label.color}` }), `${i + 1}. ${label.name}`);
-      box.append(button);
-    });
+    renderLabelButtons(this.$("labels"), this.labels, this.activeLabel?.id ?? null, (label) => this.selectLabel(label));
   }
 
   private selectLabel(label: Label): void {
     this.activeLabel = label;
-    segmentation.segmentIndex.setActiveSegmentIndex(this.segId, label.value);
+    this.layers.setActiveValue(label.value);
     this.renderLabels();
-    this.socket?.activity(`segmenting ${label.name}`);
+    this.link?.activity(`segmenting ${label.name}`);
   }
 
+  /** Saved objects of the reader's (or the reviewed) annotation, one row each, and live rows for unsaved work. */
+  private savedRows: ObjectStats[] = [];
+  private dirty = new Set<number>(); // label values with unsaved working-layer changes
+  private hiddenObjects = new Set<number>();
+
   private renderSegments(): void {
-    const table = this.$("segments") as HTMLTableElement;
-    const rows = this.labels.filter((l) => this.stats.has(l.value) || this.sessions.has(l.id));
-    const unit = this.isSuv ? "SUV" : this.petSeries.units || "raw";
-    table.innerHTML = `<tr><th></th><th>label</th><th>ml</th><th>${unit}max</th><th>${unit}mean</th><th></th></tr>` + (rows.length ? "" : `<tr><td colspan="6" class="muted">No segments yet: click in the image.</td></tr>`);
-    for (const label of rows) {
-      const s = this.stats.get(label.value);
-      const tr = el("tr", { "data-segment": String(label.value) },
-        el("td", {}, el("span", { class: "swatch", style: `background:${label.color}` })),
-        el("td", {}, label.name + (this.edited.has(label.id) ? " ✎" : "")),
-        el("td", {}, s ? s.volumeMl.toFixed(1) : "–"),
-        el("td", {}, s ? s.suvMax.toFixed(2) : "–"),
-        el("td", {}, s ? s.suvMean.toFixed(2) : "–"),
-        el("td", {}, el("button", { class: "small", onclick: () => this.toggleVisibility(label.value) }, this.hidden.has(label.value) ? "show" : "hide")));
-      table.append(tr);
-    }
+    const [, nr, nc] = this.pet.shape;
+    const live = new Map([...this.stats].filter(([value]) => this.dirty.has(value)).map(([value, st]) =>
+      [value, { ...st, target: [Math.floor(st.maxAt / (nr * nc)), Math.floor(st.maxAt / nc) % nr, st.maxAt % nc] as [number, number, number] }]));
+    const rows = segmentRows(this.savedRows, live, this.labels, this.edited);
+    renderSegmentTable(this.$("segments"), this.$("totals"), rows, this.labels, this.isSuv ? "SUV" : this.petSeries.units || "raw", {
+      isHidden: (row) => (row.live ? this.hidden.has(row.labelValue ?? -1) : this.hiddenObjects.has(row.objectId ?? -1)),
+      toggle: (row) => (row.live ? this.toggleVisibility(row.labelValue!) : this.toggleObject(row.objectId!)),
+      discard: this.options.review ? undefined : (row) => {
+        const label = this.labels.find((l) => l.id === row.labelId);
+        if (label) this.discardWorking(label);
+      },
+      jump: (target) => this.goToVoxel(target),
+    }, this.options.review ? "No segments." : "No segments yet: click in the image.");
+  }
+
+  private toggleObject(objectId: number): void {
+    const visible = this.hiddenObjects.has(objectId);
+    if (visible) this.hiddenObjects.delete(objectId);
+    else this.hiddenObjects.add(objectId);
+    this.layers.setVisible("saved", objectId, visible);
+    this.renderSegments();
+    this.engine?.renderViewports([...VIEWPORTS]);
+  }
+
+  /** Throw away a label's unsaved working mask (its prompts are reset on the server too). */
+  private discardWorking(label: Label): void {
+    this.link?.command("reset", label.id);
+    this.layers.clearValue(label.value);
+    this.dirty.delete(label.value);
+    this.edited.delete(label.id);
+    this.engine?.renderViewports([...VIEWPORTS]);
+    this.scheduleStats();
   }
 
   private toggleVisibility(value: number): void {
     const visible = this.hidden.has(value);
     if (visible) this.hidden.delete(value);
     else this.hidden.add(value);
-    for (const id of VIEWPORTS) {
-      segmentation.config.visibility.setSegmentIndexVisibility(id, { segmentationId: this.segId, type: ToolEnums.SegmentationRepresentations.Labelmap }, value, visible);
-    }
+    this.layers.setVisible("working", value, visible);
     this.renderSegments();
     this.engine?.renderViewports([...VIEWPORTS]);
   }
@@ -561,22 +334,8 @@ export class Viewer {
     this.statsTimer = setTimeout(() => this.computeStats(), 120);
   }
 
-  private labelmapArray(volume: Types.IImageVolume = this.labelmapVolume): ArrayLike<number> & { [i: number]: number } {
-    return volume.voxelManager!.getCompleteScalarDataArray!() as unknown as ArrayLike<number> & { [i: number]: number };
-  }
-
-  /** The labelmap in our [slice,row,col] order. */
-  private labelmapOurs(): Uint8Array {
-    const cs = this.labelmapArray();
-    if (this.map.isIdentity) return Uint8Array.from(cs as ArrayLike<number>);
-    const [ns, nr, nc] = this.pet.shape;
-    const out = new Uint8Array(ns * nr * nc);
-    for (let s = 0, i = 0; s < ns; s++) for (let r = 0; r < nr; r++) for (let c = 0; c < nc; c++, i++) out[i] = cs[this.map.offset(s, r, c)];
-    return out;
-  }
-
   private computeStats(): void {
-    const ours = this.labelmapOurs();
+    const ours = this.layers.ours();
     this.stats = segmentStatistics(ours, this.pet.data, voxelVolumeMl(this.petSeries.affine));
     studio.segments = Object.fromEntries([...this.stats].map(([k, v]) => [k, v]));
     this.renderSegments();
@@ -590,204 +349,69 @@ export class Viewer {
 
   private jumpTo(world: Vec3, except?: string): void {
     this.crosshair = world;
-    for (const id of [...VIEWPORTS]) {
-      if (id === except) continue;
-      const vp = this.viewport(id);
-      const camera = vp.getCamera();
-      const n = camera.viewPlaneNormal as Vec3;
-      const f = camera.focalPoint as Vec3;
-      const p = camera.position as Vec3;
-      const d = (world[0] - f[0]) * n[0] + (world[1] - f[1]) * n[1] + (world[2] - f[2]) * n[2];
-      vp.setCamera({
-        focalPoint: [f[0] + d * n[0], f[1] + d * n[1], f[2] + d * n[2]],
-        position: [p[0] + d * n[0], p[1] + d * n[1], p[2] + d * n[2]],
-      });
-      vp.render();
-    }
-    this.drawOverlays();
+    this.views?.centreOn(world, except);
     studio.crosshair = world;
   }
 
-  private drawOverlays(): void {
-    for (const id of [...VIEWPORTS, MIP]) this.drawOverlay(id);
-  }
-
-  private dragRect: { id: string; x0: number; y0: number; x1: number; y1: number } | null = null;
-
-  private drawOverlay(id: string): void {
-    const canvas = this.root.querySelector(`#ov-${id}`) as HTMLCanvasElement | null;
-    if (!canvas || !this.engine) return;
-    const element = this.$(`vp-${id}`);
-    const w = element.clientWidth;
-    const h = element.clientHeight;
-    if (canvas.width !== w || canvas.height !== h) {
-      canvas.width = w;
-      canvas.height = h;
-    }
-    const ctx = canvas.getContext("2d")!;
-    ctx.clearRect(0, 0, w, h);
-    if (this.crosshair) {
-      const [x, y] = this.viewport(id).worldToCanvas(this.crosshair as Types.Point3);
-      ctx.strokeStyle = "rgba(80,200,255,0.6)";
-      ctx.lineWidth = 1;
-      ctx.setLineDash([4, 4]);
-      ctx.beginPath();
-      ctx.moveTo(0, y); ctx.lineTo(x - 8, y); ctx.moveTo(x + 8, y); ctx.lineTo(w, y);
-      ctx.moveTo(x, 0); ctx.lineTo(x, y - 8); ctx.moveTo(x, y + 8); ctx.lineTo(x, h);
-      ctx.stroke();
-      ctx.setLineDash([]);
-    }
-    if (this.dragRect && this.dragRect.id === id) {
-      const r = this.dragRect;
-      ctx.strokeStyle = this.activeLabel?.color ?? "#ff0";
-      ctx.lineWidth = 1.5;
-      ctx.strokeRect(Math.min(r.x0, r.x1), Math.min(r.y0, r.y1), Math.abs(r.x1 - r.x0), Math.abs(r.y1 - r.y0));
-    }
-  }
-
-  /** Continuous [slice,row,col] under a canvas point of a viewport. */
-  private canvasToIndex(id: string, x: number, y: number): { world: Vec3; index: Vec3 } {
-    const world = this.viewport(id).canvasToWorld([x, y]) as unknown as Vec3;
-    return { world, index: worldToContinuousIndex(this.inverseAffine, world) };
-  }
-
   private voxelOf(index: Vec3): Index3 | null {
-    const v = index.map((x) => Math.round(x)) as Index3;
-    return v.every((x, i) => x >= 0 && x < this.pet.shape[i]) ? v : null;
+    return voxelOf(index, this.pet.shape) as Index3 | null;
   }
 
-  private suvAt(v: Index3): number {
+  private suvAt(v: ArrayLike<number>): number {
     const [, nr, nc] = this.pet.shape;
     return this.pet.data[(v[0] * nr + v[1]) * nc + v[2]];
   }
 
+  /** The cursor readout at a page point (the same pick as a click there). */
+  private readCursor(id: string, clientX: number, clientY: number): void {
+    const { world, voxel } = this.views!.pickClient(id, clientX, clientY);
+    const cursor = this.$("cursor");
+    if (!voxel || id === MIP) {
+      cursor.textContent = id === MIP ? "MIP (projection; double-click jumps to the hottest voxel)" : "outside the scan";
+      studio.cursor = null;
+      return;
+    }
+    const value = this.suvAt(voxel);
+    const unit = this.isSuv ? "SUV" : this.petSeries.units || "raw";
+    cursor.innerHTML = `<b>${unit} ${value.toFixed(2)}</b><br>voxel [${voxel.join(", ")}]<br>${world.map((x) => x.toFixed(1)).join(", ")} mm (LPS)`;
+    studio.cursor = { voxel, value, viewport: id };
+  }
+
   private bindPointer(): void {
-    for (const id of [...VIEWPORTS, MIP]) {
-      const element = this.$(`vp-${id}`);
-      element.addEventListener("contextmenu", (e) => e.preventDefault());
-      element.addEventListener("mousemove", (e) => {
-        const rect = element.getBoundingClientRect();
-        const { world, index } = this.canvasToIndex(id, e.clientX - rect.left, e.clientY - rect.top);
-        const v = this.voxelOf(index);
-        const cursor = this.$("cursor");
-        if (!v || id === MIP) {
-          cursor.textContent = id === MIP ? "MIP (projection)" : "outside the scan";
-          return;
-        }
-        const value = this.suvAt(v);
-        const unit = this.isSuv ? "SUV" : this.petSeries.units || "raw";
-        cursor.innerHTML = `<b>${unit} ${value.toFixed(2)}</b><br>voxel [${v.join(", ")}]<br>${world.map((x) => x.toFixed(1)).join(", ")} mm (LPS)`;
-        studio.cursor = { voxel: v, value };
-      });
-      if (id === MIP) {
-        element.addEventListener("dblclick", (e) => {
-          // jump the orthogonal views to the brightest voxel along the ray
-          const rect = element.getBoundingClientRect();
-          this.jumpToMipPeak(e.clientX - rect.left, e.clientY - rect.top);
-        });
-        continue;
-      }
-      let start: { x: number; y: number; button: number; shift: boolean } | null = null;
-      element.addEventListener("pointerdown", (e) => {
-        if (e.ctrlKey || e.altKey || e.metaKey) return;
-        if (e.button !== 0 && e.button !== 2) return;
-        if (this.mode === "brush" || this.mode === "eraser") return;
-        const rect = element.getBoundingClientRect();
-        start = { x: e.clientX - rect.left, y: e.clientY - rect.top, button: e.button, shift: e.shiftKey };
-      });
-      element.addEventListener("pointermove", (e) => {
-        if (!start || this.mode !== "prompt" || start.button !== 0) return;
-        const rect = element.getBoundingClientRect();
-        const x = e.clientX - rect.left;
-        const y = e.clientY - rect.top;
-        if (Math.hypot(x - start.x, y - start.y) > 6) {
-          this.dragRect = { id, x0: start.x, y0: start.y, x1: x, y1: y };
-          this.drawOverlay(id);
-        }
-      });
-      const finish = (e: PointerEvent) => {
-        if (!start) return;
-        const s = start;
-        start = null;
-        const rect = element.getBoundingClientRect();
-        const x = e.clientX - rect.left;
-        const y = e.clientY - rect.top;
-        const drag = this.dragRect;
-        this.dragRect = null;
-        this.drawOverlay(id);
-        if (this.mode === "navigate") {
-          this.jumpTo(this.canvasToIndex(id, x, y).world, id);
-          return;
-        }
-        if (drag && s.button === 0) this.boxPrompt(id, s.x, s.y, x, y);
-        else this.pointPrompt(id, x, y, !(s.button === 2 || s.shift));
-      };
-      element.addEventListener("pointerup", finish);
-      element.addEventListener("pointerleave", () => {
-        if (this.dragRect?.id === id) {
-          this.dragRect = null;
-          this.drawOverlay(id);
-        }
-        start = null;
-      });
-    }
+    bindPointer(this.root, this.views!, {
+      mode: () => this.mode,
+      dragColour: () => this.activeLabel?.color ?? "#ff0",
+      navigate: (id, world) => this.jumpTo(world, id),
+      point: (id, x, y, positive) => this.pointPrompt(id, x, y, positive),
+      box: (id, x0, y0, x1, y1) => {
+        const a = this.views!.pickCanvas(id, [x0, y0]).index;
+        const b = this.views!.pickCanvas(id, [x1, y1]).index;
+        const normal = this.viewport(id).getCamera().viewPlaneNormal as Vec3;
+        const box = boxFromDrag(a, b, normal, this.inverseAffine, this.pet.shape, this.petSeries.spacing);
+        if (!box) return toast("That box is outside the scan.", "warn");
+        this.sendPrompt({ box: box as [Index3, Index3] });
+      },
+      cursor: (id, x, y) => this.readCursor(id, x, y),
+      mipDoubleClick: (x, y) => {
+        const { world } = this.views!.pickClient(MIP, x, y);
+        const normal = this.viewport(MIP).getCamera().viewPlaneNormal as Vec3;
+        const peak = hottestAlongRay(world, normal, this.petSeries.affine, this.inverseAffine, this.pet.shape, this.petSeries.spacing, (v) => this.suvAt(v));
+        if (!peak) return;
+        this.jumpTo(peak.world);
+        studio.mipPeak = peak;
+      },
+    });
   }
-
-  private jumpToMipPeak(x: number, y: number): void {
-    const { world } = this.canvasToIndex(MIP, x, y);
-    const normal = this.viewport(MIP).getCamera().viewPlaneNormal as Vec3;
-    let best = -Infinity;
-    let bestWorld: Vec3 | null = null;
-    const step = Math.min(...this.petSeries.spacing);
-    const reach = Math.max(...this.pet.shape) * Math.max(...this.petSeries.spacing);
-    for (let t = -reach; t <= reach; t += step) {
-      const p: Vec3 = [world[0] + t * normal[0], world[1] + t * normal[1], world[2] + t * normal[2]];
-      const v = this.voxelOf(worldToContinuousIndex(this.inverseAffine, p));
-      if (!v) continue;
-      const value = this.suvAt(v);
-      if (value > best) { best = value; bestWorld = p; }
-    }
-    if (bestWorld) this.jumpTo(bestWorld);
-  }
-
-  // ------------------------------------------------------------------ prompts
 
   private pointPrompt(id: string, x: number, y: number, positive: boolean): void {
-    const { world, index } = this.canvasToIndex(id, x, y);
-    const v = this.voxelOf(index);
+    const { world, voxel } = this.views!.pickCanvas(id, [x, y]);
+    const v = voxel as Index3 | null;
+    studio.lastClick = { viewport: id, canvas: [x, y], world, voxel };
     if (!v) return toast("That point is outside the scan.", "warn");
     // The prompt leaves first. The other views move to the click only once the mask is on screen:
     // re-slicing them now would keep the (software-rendered) main thread busy while the mask arrives.
     this.deferredJump = { world, except: id };
     this.sendPrompt({ point: { index: v, positive } });
-  }
-
-  private boxPrompt(id: string, x0: number, y0: number, x1: number, y1: number): void {
-    const a = this.canvasToIndex(id, x0, y0).index;
-    const b = this.canvasToIndex(id, x1, y1).index;
-    const normal = this.viewport(id).getCamera().viewPlaneNormal as Vec3;
-    // The through-plane axis of our [slice,row,col] index: the one the view normal moves most.
-    const step = worldToContinuousIndex(this.inverseAffine, [normal[0], normal[1], normal[2]]);
-    const zero = worldToContinuousIndex(this.inverseAffine, [0, 0, 0]);
-    const dir = step.map((s, i) => Math.abs(s - zero[i]));
-    const through = dir.indexOf(Math.max(...dir));
-    const lo: Index3 = [0, 0, 0];
-    const hi: Index3 = [0, 0, 0];
-    const spacing = this.petSeries.spacing;
-    const inPlaneMm: number[] = [];
-    for (let i = 0; i < 3; i++) {
-      if (i === through) continue;
-      lo[i] = Math.max(0, Math.floor(Math.min(a[i], b[i]) + 0.5));
-      hi[i] = Math.min(this.pet.shape[i], Math.ceil(Math.max(a[i], b[i]) + 0.5));
-      inPlaneMm.push((hi[i] - lo[i]) * spacing[i]);
-    }
-    // A 2D drag gives a 3D box: the through-plane depth is the mean in-plane extent, centred on the current slice.
-    const centre = Math.round((a[through] + b[through]) / 2);
-    const half = Math.max(1, Math.round((inPlaneMm[0] + inPlaneMm[1]) / 4 / spacing[through]));
-    lo[through] = Math.max(0, centre - half);
-    hi[through] = Math.min(this.pet.shape[through], centre + half + 1);
-    if (lo.some((x, i) => x >= hi[i])) return toast("That box is outside the scan.", "warn");
-    this.sendPrompt({ box: [lo, hi] });
   }
 
   private deferredJump: { world: Vec3; except: string } | null = null;
@@ -798,43 +422,47 @@ export class Viewer {
     if (jump) this.jumpTo(jump.world, jump.except);
   }
 
-  private sendPrompt(prompt: Parameters<ScanSocket["prompt"]>[1]): void {
+  private sendPrompt(prompt: Prompt): void {
     if (!this.activeLabel) return toast("Choose a label first.", "warn");
-    if (!this.socket || this.socket.state !== "open") return toast(ERROR_TEXT.not_connected, "warn");
+    if (!this.link) return;
     studio.promptSentAt = performance.now();
-    const label = this.activeLabel.id;
-    const session = this.sessions.get(label);
-    if (session === undefined) {
-      this.queuedPrompts.push({ label, prompt });
-      this.openSession(label);
-    } else {
-      this.socket.prompt(session, prompt);
-    }
-    this.updatePending();
+    this.link.prompt(this.activeLabel.id, prompt);
   }
 
-  private openSession(label: number): void {
-    if (this.openingLabel === label) return;
-    this.openingLabel = label;
-    this.socket!.openSession(label, this.annotation ? { annotation: this.annotation.id } : {});
+  /** Undo / redo one step of the edit history (prompt, brush or eraser stroke), newest first. */
+  private step(kind: "undo" | "redo"): void {
+    const step = this.layers.step(kind);
+    if (!step) return toast(`Nothing to ${kind}.`, "warn");
+    this.engine?.renderViewports([...VIEWPORTS]);
+    // The server keeps the prompts; its prompt history follows, and its mask for that step is not needed.
+    if (step.kind === "prompt" && step.session !== undefined) this.link?.followStep(kind, step.session);
+    const label = this.labels.find((l) => l.value === step.value);
+    // What is on screen is what Accept saves from now on.
+    if (label) this.edited.add(label.id);
+    this.dirty.add(step.value);
+    studio.lastStep = { action: kind, kind: step.kind };
+    this.updatePending();
+    this.scheduleStats();
   }
 
   private command(kind: "undo" | "redo" | "reset" | "accept"): void {
-    if (!this.activeLabel || !this.socket) return;
-    const session = this.sessions.get(this.activeLabel.id);
-    if (session === undefined) return toast("Nothing to " + kind + " yet for this label.", "warn");
+    const link = this.link;
+    if (this.options.review || !this.activeLabel || !link) return;
+    if (kind === "undo" || kind === "redo") return this.step(kind);
+    if (!link.hasSession(this.activeLabel.id)) return toast("Nothing to " + kind + " yet for this label.", "warn");
     if (kind === "reset" && !confirm(`Reset all prompts of ${this.activeLabel.name}?`)) return;
     if (kind === "accept" && this.edited.has(this.activeLabel.id)) {
-      const { bbox, bits } = cropMask(this.labelmapOurs(), this.pet.shape, this.activeLabel.value);
-      void this.socket.acceptMask(session, bbox, bits).then(() => this.updatePending()).catch((e) => toast(e.message, "error"));
+      const { bbox, bits } = cropMask(this.layers.ours(), this.pet.shape, this.activeLabel.value);
+      void link.acceptMask(this.activeLabel.id, bbox, bits)?.then(() => this.updatePending()).catch((e) => toast(e.message, "error"));
       return;
     }
-    this.socket.command(kind, session);
+    link.command(kind, this.activeLabel.id);
+    if (kind === "reset") this.layers.history.forget(this.activeLabel.value);
     this.updatePending();
   }
 
   private updatePending(): void {
-    const n = (this.socket?.pendingPrompts ?? 0) + this.queuedPrompts.length;
+    const n = this.link?.pending ?? 0;
     studio.pendingPrompts = n;
     this.$("spinner").hidden = n === 0;
   }
@@ -842,95 +470,54 @@ export class Viewer {
   // ------------------------------------------------------------------ socket
 
   private connect(): void {
-    const socket = new ScanSocket(scanSocketUrl(location, this.scan.id));
-    this.socket = socket;
-    studio.socket = socket;
     const conn = this.$("conn");
-    this.disposers.push(socket.onState((state) => {
-      conn.textContent = state === "open" ? "live" : state === "reconnecting" ? "reconnecting…" : state;
-      conn.className = `conn ${state}`;
-      studio.connection = state;
-      if (state === "open") {
-        // sessions are re-opened (resumed) lazily on the next prompt after a reconnect
-        this.sessions.clear();
-        this.sessionLabels.clear();
-        this.openingLabel = null;
-        if (this.activeLabel) socket.activity(`segmenting ${this.activeLabel.name}`);
-      }
-      this.updatePending();
-    }));
-    socket.on("hello", (m) => {
-      const first = !this.me;
-      this.me = String(m.user ?? "");
-      // Needs to know who we are (the server says it in hello) to find the reader's own annotation.
-      if (first) void this.loadOthersAccepted();
-      studio.user = this.me;
+    this.link = new PromptSessions(this.scan.id, {
+      annotation: () => this.saved.annotation?.id ?? null,
+      engine: () => this.engineName,
+      activeLabel: () => this.activeLabel,
+    }, {
+      mask: (mask, labelId) => this.onMask(mask, labelId),
+      hello: (user, first) => {
+        studio.user = user;
+        // Needs to know who we are (the server says it in hello) to find the reader's own annotation.
+        if (first && !this.options.review) void this.saved.loadMine(user);
+      },
+      accepted: (m) => this.onAccepted(m),
+      othersAccepted: (m) => {
+        toast(`${m.user} accepted a ${this.labels.find((l) => l.id === Number(m.label))?.name ?? "mask"}.`, "info");
+        // Blinded projects name no annotation: another reader's work stays hidden.
+        if (m.annotation != null) void this.showAcceptedMask(Number(m.annotation));
+      },
+      presence: (m) => renderPresence(this.$("presence"), m),
+      failed: () => this.runDeferredJump(),
+      changed: () => this.updatePending(),
+      state: (state) => {
+        conn.textContent = state === "open" ? "live" : state === "reconnecting" ? "reconnecting…" : state;
+        conn.className = `conn ${state}`;
+        studio.connection = state;
+      },
     });
-    socket.on("session.opened", (m) => {
-      const label = Number(m.label);
-      const session = m.session as number | string;
-      this.sessions.set(label, session);
-      this.sessionLabels.set(String(session), label);
-      if (this.openingLabel === label) this.openingLabel = null;
-      const queued = this.queuedPrompts.filter((q) => q.label === label);
-      this.queuedPrompts = this.queuedPrompts.filter((q) => q.label !== label);
-      for (const q of queued) socket.prompt(session, q.prompt);
-      this.renderSegments();
-      this.updatePending();
-    });
-    socket.onMask((mask) => this.onMask(mask));
-    socket.on("queued", (m) => {
-      this.$("spinner").title = `queued: ${m.position} ahead, ~${Math.round(Number(m.expected_wait_ms ?? 0) / 1000)} s`;
-    });
-    socket.on("superseded", () => this.updatePending());
-    socket.on("accepted", (m) => {
-      const label = this.labels.find((l) => l.id === Number(m.label));
-      toast(`Saved ${label?.name ?? "mask"} as version ${m.number ?? m.version}.`, "ok");
-      if (label) this.edited.delete(label.id);
-      studio.lastAccepted = m;
-      // Show what is now saved in the "accepted" layer: the working layer of this label is reused for the
-      // next object, and the saved one would otherwise vanish from the reader's own view.
-      void this.showAcceptedMask(Number(m.annotation)).catch((e) => console.warn("could not show the saved mask", e));
-      this.updatePending();
-      this.renderSegments();
-    });
-    socket.on("mask.accepted", (m) => {
-      if (String(m.user) === this.me) return;
-      toast(`${m.user} accepted a ${this.labels.find((l) => l.id === Number(m.label))?.name ?? "mask"}.`, "info");
-      // Blinded projects name no annotation: another reader's work stays hidden.
-      if (m.annotation != null) void this.showAcceptedMask(Number(m.annotation));
-    });
-    socket.on("presence", (m) => this.renderPresence(m));
-    socket.on("progress", (m) => {
-      const text = `${m.task}: ${Math.round(Number(m.fraction) * 100)}% ${m.message ?? ""}`;
-      toast(m.error ? `${m.task} failed: ${m.error}` : text, m.error ? "error" : "info");
-    });
-    socket.on("notification", (m) => toast(`${m.by} ${String(m.event).replace("_", " ")} annotation ${m.annotation} (${m.state}).`, "info"));
-    socket.on("error", (m) => {
-      const text = ERROR_TEXT[String(m.code)] ?? "Something went wrong.";
-      toast(`${text}${m.detail ? ` (${m.detail})` : ""}`, "error");
-      if (m.code === "not_found" && m.session !== undefined) {
-        const label = this.sessionLabels.get(String(m.session));
-        if (label !== undefined) this.sessions.delete(label);
-      }
-      if (this.openingLabel !== null && m.seq === undefined) {
-        this.queuedPrompts = this.queuedPrompts.filter((q) => q.label !== this.openingLabel);
-        this.openingLabel = null;
-      }
-      studio.lastError = m;
-      this.runDeferredJump();
-      this.updatePending();
-    });
-    socket.on("client.lost", () => toast("The connection dropped; prompts in flight were lost. Reconnecting…", "warn"));
-    socket.on("client.fatal", (m) => {
-      toast(m.code === 4401 ? "You are signed out. Sign in again." : "This scan is not available to you.", "error");
-      if (m.code === 4401) location.href = `/accounts/login/?next=${encodeURIComponent("/" + location.hash)}`;
-    });
-    socket.connect();
+    this.link.connect();
   }
 
-  private onMask(mask: DecodedMask): void {
-    const label = this.sessionLabels.get(String(mask.header.session));
+  private onAccepted(m: ServerMessage): void {
+    const label = this.labels.find((l) => l.id === Number(m.label));
+    toast(`Saved ${label?.name ?? "mask"} as version ${m.number ?? m.version}.`, "ok");
+    if (label) {
+      this.edited.delete(label.id);
+      this.dirty.delete(label.value);
+      this.layers.history.forget(label.value);
+    }
+    studio.lastAccepted = m;
+    // Show what is now saved in the "accepted" layer: the working layer of this label is reused for the
+    // next object, and the saved one would otherwise vanish from the reader's own view.
+    void this.showAcceptedMask(Number(m.annotation)).catch((e) => console.warn("could not show the saved mask", e));
+    void this.saved.refresh(Number(m.annotation));
+    this.updatePending();
+    this.renderSegments();
+  }
+
+  private onMask(mask: DecodedMask, label: number | undefined): void {
     const target = this.labels.find((l) => l.id === label) ?? this.activeLabel;
     this.updatePending();
     if (!target) return;
@@ -938,17 +525,11 @@ export class Viewer {
     if (mask.checksumOk === false) return;
     const promptAt = studio.promptSentAt as number | undefined;
     const t0 = performance.now();
-    const data = this.labelmapArray();
-    const t1 = performance.now();
-    const [dx, dy] = this.labelmapVolume.dimensions;
-    const touched = { frameSize: dx * dy, frames: new Set<number>() };
-    const written = applyMask({ data, map: this.map, shape: this.pet.shape }, mask, target.value, false, touched);
-    const t2 = performance.now();
-    // Write back, and re-upload to the GPU, only the slices the mask changed (not the whole volume).
-    const frames = this.writeFrames(this.labelmapVolume, data, touched.frames);
-    const t3 = performance.now();
-    if (frames.length) segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(this.segId, frames);
+    if (this.link?.takeSuppressed(mask.header.seq)) return; // the server's side of a local undo / redo
+    const record = !this.link?.takeNoHistory(mask.header.seq);
+    const { written, timings: [, t1, t2, t3] } = this.layers.applyServerMask(mask, target.value, record);
     this.edited.delete(target.id);
+    this.dirty.add(target.value);
     studio.lastMaskVoxels = written;
     studio.lastMask = { ...mask.header, written };
     this.engine?.renderViewports([...VIEWPORTS]);
@@ -969,26 +550,6 @@ export class Viewer {
     }));
   }
 
-  /**
-   * Copy the given frames (k slices of Cornerstone's index order) of a full scalar array into the
-   * labelmap's per-slice images; falls back to writing the complete array. Returns the frames written.
-   */
-  private writeFrames(volume: Types.IImageVolume, data: ArrayLike<number>, frames: Set<number>): number[] {
-    const list = [...frames].sort((a, b) => a - b);
-    if (!list.length) return list;
-    const [dx, dy] = volume.dimensions;
-    const frameSize = dx * dy;
-    const imageIds = volume.imageIds ?? [];
-    const flat = data as unknown as Uint8Array;
-    const targets = list.map((k) => (imageIds[k] ? cache.getImage(imageIds[k])?.voxelManager?.getScalarData() : undefined));
-    if (targets.some((t) => !t || t.length !== frameSize) || typeof flat.subarray !== "function") {
-      volume.voxelManager!.setCompleteScalarDataArray!(data);
-      return list;
-    }
-    list.forEach((k, i) => (targets[i] as Types.PixelDataTypedArray).set(flat.subarray(k * frameSize, (k + 1) * frameSize)));
-    return list;
-  }
-
   // ------------------------------------------------------------------ hooks for tests and the benchmark (window.__studio.viewer)
 
   /** Centre the three orthogonal views on a voxel [slice,row,col]. */
@@ -998,32 +559,60 @@ export class Viewer {
 
   /** Where a voxel [slice,row,col] lies on a viewport's canvas (CSS pixels from its top left). */
   voxelToCanvas(id: string, index: Vec3): [number, number] {
-    const [x, y] = this.viewport(id).worldToCanvas(voxelToWorld(this.petSeries.affine, index) as Types.Point3);
-    return [x, y];
+    return this.views!.worldToCanvas(id, voxelToWorld(this.petSeries.affine, index));
   }
 
-  private renderPresence(m: ServerMessage): void {
-    const ul = this.$("presence");
-    const users = (m.users as { user: string; activity: string; since: string }[]) ?? [];
-    ul.innerHTML = "";
-    for (const u of users) ul.append(el("li", {}, el("b", {}, u.user), u.activity ? ` — ${u.activity}` : ""));
-    studio.presence = users;
+  /** Page point (client px) of a world point on a viewport, by the app's own transform. */
+  worldToClient(id: string, world: Vec3): [number, number] {
+    return this.views!.worldToClient(id, world);
+  }
+
+  /** What a click at a page point would hit: canvas point, world, voxel. */
+  pickClient(id: string, clientX: number, clientY: number) {
+    return this.views!.pickClient(id, clientX, clientY);
+  }
+
+  /** Every canvas's CSS box and drawing buffer. */
+  canvasReport() {
+    return this.views!.canvasReport();
+  }
+
+  /** PET value of a voxel [slice,row,col] in the displayed units. */
+  valueAt(index: Vec3): number {
+    return this.suvAt(index);
+  }
+
+  /** Voxels [slice,row,col] of the working labelmap that carry a label value. */
+  labelVoxels(value: number): Vec3[] {
+    return this.layers.voxels(value);
   }
 
   // ------------------------------------------------------------------ accepted masks of others, review
 
-  private async loadOthersAccepted(): Promise<void> {
-    try {
-      const annotations = await list<Annotation>(`${projectPath(this.project.id)}/annotations/?scan=${this.scan.id}`);
-      this.annotation = annotations.find((a) => a.annotator === this.me && !a.is_consensus) ?? null;
-      // The reader's own saved objects are shown in the "accepted" layer (review mode shows the reviewed annotation).
-      if (this.annotation?.current_version && !this.options.review) await this.showAcceptedMask(this.annotation.id);
-    } catch {
-      /* not allowed to list: fine */
-    }
+  private savedWorkHost(): SavedWorkHost {
+    const labels = () => this.labels; // loaded after the host is made
+    return {
+      project: this.project,
+      get labels() { return labels(); },
+      scanId: this.scan.id,
+      jumpToVoxel: (v) => this.goToVoxel(v),
+      setMarkers: (markers) => {
+        if (!this.views) return;
+        this.views.overlay.markers = markers.map((m) => ({ ...m, world: voxelToWorld(this.petSeries.affine, m.world) }));
+        this.views.drawOverlays();
+        studio.markers = markers;
+      },
+      crosshairVoxel: () => (this.crosshair ? this.voxelOf(worldToContinuousIndex(this.inverseAffine, this.crosshair)) : null),
+      onSavedObjects: (rows) => {
+        this.savedRows = rows;
+        this.renderSegments();
+      },
+      showSaved: (id, version) => this.showAcceptedMask(id, version),
+      readOnly: () => this.setMode("navigate"),
+    };
   }
 
-  /** Fetch an annotation's current mask (object ids) and draw it into the "accepted" overlay by label value. */
+  /** Fetch an annotation's mask (object ids) and draw it into the "accepted" overlay, each object in its label's colour. */
   async showAcceptedMask(annotationId: number, version?: number): Promise<number> {
     const base = `${projectPath(this.project.id)}/annotations/${annotationId}`;
     const [versions, mask] = await Promise.all([
@@ -1031,108 +620,16 @@ export class Viewer {
       loadNifti(`${base}/mask/${version ? `?version=${version}` : ""}`),
     ]);
     const current = version ? versions.find((v) => v.number === version) : versions.reduce((a, b) => (a.number > b.number ? a : b), versions[0]);
-    const objectToValue = new Map<number, number>();
+    const colourOf = new Map<number, string>();
     for (const seg of current?.segments ?? []) {
       const label = this.labels.find((l) => l.id === seg.label);
-      if (label) objectToValue.set(seg.id, label.value);
+      if (label) colourOf.set(seg.id, label.color);
     }
-    const data = this.labelmapArray(this.acceptedVolume!);
-    for (let i = 0; i < data.length; i++) data[i] = 0;
-    const [ns, nr, nc] = this.pet.shape;
-    let n = 0;
-    for (let s = 0, i = 0; s < ns; s++) for (let r = 0; r < nr; r++) for (let c = 0; c < nc; c++, i++) {
-      const o = mask.data[i];
-      if (!o) continue;
-      data[this.map.offset(s, r, c)] = objectToValue.get(o) ?? o;
-      n++;
-    }
-    this.acceptedVolume!.voxelManager!.setCompleteScalarDataArray!(data);
-    segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(this.acceptedSegId);
+    const n = this.layers.showObjects(mask.data, colourOf);
     this.engine?.renderViewports([...VIEWPORTS]);
     studio.acceptedOverlayVoxels = n;
     studio.acceptedOverlayAnnotation = annotationId;
     return n;
-  }
-
-  private async setupReview(annotation: Annotation): Promise<void> {
-    const box = this.$("review-box");
-    box.hidden = false;
-    const review = this.$("review");
-    const versions = await api<Version[]>(`${projectPath(this.project.id)}/annotations/${annotation.id}/versions/`);
-    review.innerHTML = `
-      <p>Annotation ${annotation.id} by <b>${escapeHtml(annotation.annotator)}</b> — ${escapeHtml(annotation.state)}</p>
-      <label>Show version <select id="rv-a">${versions.map((v) => `<option value="${v.number}">v${v.number} (${escapeHtml(v.author)})</option>`).join("")}</select></label>
-      <label>compare with <select id="rv-b"><option value="">—</option>${versions.map((v) => `<option value="${v.number}">v${v.number}</option>`).join("")}</select></label>
-      <textarea id="rv-comment" placeholder="Comment (for send back: click a voxel first to attach it)"></textarea>
-      <div id="rv-where" class="muted">No voxel chosen (navigate mode: click).</div>
-      <button id="rv-approve" class="primary">Approve</button> <button id="rv-back">Send back</button>
-      <ul id="rv-comments" class="comments"></ul>`;
-    const a = review.querySelector("#rv-a") as HTMLSelectElement;
-    const b = review.querySelector("#rv-b") as HTMLSelectElement;
-    a.value = String(versions.length ? Math.max(...versions.map((v) => v.number)) : "");
-    const showVersions = async () => {
-      await this.showAcceptedMask(annotation.id, Number(a.value) || undefined);
-      if (b.value) await this.showVersionInEditLayer(annotation.id, Number(b.value), versions);
-    };
-    a.onchange = b.onchange = () => void showVersions();
-    await showVersions();
-    this.setMode("navigate");
-    const where = review.querySelector("#rv-where") as HTMLElement;
-    const comment = review.querySelector("#rv-comment") as HTMLTextAreaElement;
-    const base = `${projectPath(this.project.id)}/annotations/${annotation.id}`;
-    (review.querySelector("#rv-approve") as HTMLButtonElement).onclick = async () => {
-      try {
-        await api(`${base}/approve/`, { method: "POST", json: { comment: comment.value } });
-        toast("Approved.", "ok");
-        location.hash = `#/projects/${this.project.id}/review`;
-      } catch (e) { toast((e as Error).message, "error"); }
-    };
-    (review.querySelector("#rv-back") as HTMLButtonElement).onclick = async () => {
-      if (!comment.value.trim()) return toast("Write what should change.", "warn");
-      const voxel = this.crosshair ? this.voxelOf(worldToContinuousIndex(this.inverseAffine, this.crosshair)) : null;
-      try {
-        await api(`${base}/request-changes/`, { method: "POST", json: { comment: comment.value, voxel } });
-        toast("Sent back to the annotator.", "ok");
-        location.hash = `#/projects/${this.project.id}/review`;
-      } catch (e) { toast((e as Error).message, "error"); }
-    };
-    const onCross = setInterval(() => {
-      const v = this.crosshair ? this.voxelOf(worldToContinuousIndex(this.inverseAffine, this.crosshair)) : null;
-      where.textContent = v ? `Comment will point at voxel [${v.join(", ")}]` : "No voxel chosen.";
-    }, 500);
-    this.disposers.push(() => clearInterval(onCross));
-    try {
-      const comments = await api<{ id: number; author: string; body: string; voxel: number[] | null; object_id: number | null }[]>(`${base}/comments/`);
-      const ul = review.querySelector("#rv-comments") as HTMLElement;
-      for (const c of comments) {
-        const li = el("li", {}, el("b", {}, c.author), `: ${c.body}`, c.voxel ? ` @ [${c.voxel.join(", ")}]` : "");
-        if (c.voxel) li.onclick = () => this.jumpTo(voxelToWorld(this.petSeries.affine, c.voxel!));
-        ul.append(li);
-      }
-    } catch { /* */ }
-  }
-
-  /** Second version of an overlay comparison goes into the editable layer (brighter). */
-  private async showVersionInEditLayer(annotationId: number, number: number, versions: Version[]): Promise<void> {
-    const base = `${projectPath(this.project.id)}/annotations/${annotationId}`;
-    const mask = await loadNifti(`${base}/mask/?version=${number}`);
-    const v = versions.find((x) => x.number === number);
-    const objectToValue = new Map<number, number>();
-    for (const seg of v?.segments ?? []) {
-      const label = this.labels.find((l) => l.id === seg.label);
-      if (label) objectToValue.set(seg.id, label.value);
-    }
-    const data = this.labelmapArray();
-    for (let i = 0; i < data.length; i++) data[i] = 0;
-    const [ns, nr, nc] = this.pet.shape;
-    for (let s = 0, i = 0; s < ns; s++) for (let r = 0; r < nr; r++) for (let c = 0; c < nc; c++, i++) {
-      const o = mask.data[i];
-      if (o) data[this.map.offset(s, r, c)] = objectToValue.get(o) ?? o;
-    }
-    this.labelmapVolume.voxelManager!.setCompleteScalarDataArray!(data);
-    segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(this.segId);
-    this.engine?.renderViewports([...VIEWPORTS]);
-    this.computeStats();
   }
 
   // ------------------------------------------------------------------ keys
@@ -1141,40 +638,37 @@ export class Viewer {
     const onKey = (e: KeyboardEvent) => {
       const target = e.target as HTMLElement;
       if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.tagName === "SELECT")) return;
-      const key = e.key;
-      const ctrl = e.ctrlKey || e.metaKey;
-      if (ctrl && key.toLowerCase() === "z") { e.preventDefault(); this.command(e.shiftKey ? "redo" : "undo"); return; }
-      if (ctrl && key.toLowerCase() === "y") { e.preventDefault(); this.command("redo"); return; }
-      if (ctrl) return;
-      if (/^[1-9]$/.test(key)) {
-        const label = this.choosableLabels()[Number(key) - 1];
+      const action = actionFor(e);
+      if (action === null) return;
+      if (typeof action === "object") {
+        const label = this.labels.filter((l) => !l.archived)[action.label];
         if (label) this.selectLabel(label);
         return;
       }
-      switch (key) {
-        case "p": case "P": this.setMode("prompt"); break;
-        case "b": case "B": this.setMode("brush"); break;
-        case "e": case "E": this.setMode("eraser"); break;
-        case "n": case "N": this.setMode("navigate"); break;
-        case "r": case "R": this.command("reset"); break;
-        case "Enter": this.command("accept"); break;
-        case "w": case "W": if (this.isSuv) { this.suvPreset = (this.suvPreset + 1) % SUV_PRESETS.length; this.applyDisplay(); } break;
-        case "c": case "C": this.colormap = (this.colormap + 1) % COLORMAPS.length; this.applyDisplay(); break;
-        case "f": case "F": if (this.ctVolumeId) { this.fusion = !this.fusion; (this.$("fusion") as HTMLInputElement).checked = this.fusion; this.applyDisplay(); } break;
-        case "v": case "V": if (this.activeLabel) this.toggleVisibility(this.activeLabel.value); break;
-        case "[": case "]":
-          this.brushSize = Math.max(1, Math.min(50, this.brushSize + (key === "]" ? 2 : -2)));
-          segmentationBrushSize(this.toolGroupId, this.brushSize);
-          toast(`Brush size ${this.brushSize} mm`, "info");
-          break;
-        case "?": this.toggleHelp(); break;
-        case "Escape": this.toggleHelp(false); break;
-        case "ArrowUp": case "ArrowDown": this.scrollActive(key === "ArrowUp" ? 1 : -1); e.preventDefault(); break;
-        default: return;
-      }
+      if (["undo", "redo", "slice-up", "slice-down"].includes(action)) e.preventDefault();
+      this.run(action);
     };
     window.addEventListener("keydown", onKey);
     this.disposers.push(() => window.removeEventListener("keydown", onKey));
+  }
+
+  private run(action: Action): void {
+    switch (action) {
+      case "mode-prompt": case "mode-brush": case "mode-eraser": case "mode-navigate":
+        this.setMode(action.slice(5) as Mode);
+        break;
+      case "undo": case "redo": case "reset": case "accept": this.command(action); break;
+      case "next-suv": this.display.nextSuvPreset(); break;
+      case "next-colormap": this.display.nextColormap(); break;
+      case "fusion": this.display.toggleFusion(); break;
+      case "visibility": if (this.activeLabel) this.toggleVisibility(this.activeLabel.value); break;
+      case "brush-smaller": case "brush-larger":
+        toast(`Brush size ${this.tools.stepBrush(action === "brush-larger" ? 2 : -2)} mm`, "info");
+        break;
+      case "help": this.toggleHelp(); break;
+      case "close": this.toggleHelp(false); break;
+      case "slice-up": case "slice-down": this.scrollActive(action === "slice-up" ? 1 : -1); break;
+    }
   }
 
   private scrollActive(delta: number): void {
@@ -1187,19 +681,13 @@ export class Viewer {
 
   dispose(): void {
     for (const d of this.disposers.splice(0)) d();
-    this.socket?.close();
-    try { ToolGroupManager.destroyToolGroup(this.toolGroupId); } catch { /* */ }
-    try { ToolGroupManager.destroyToolGroup(this.mipGroupId); } catch { /* */ }
-    try { segmentation.removeSegmentation(this.segId); segmentation.removeSegmentation(this.acceptedSegId); } catch { /* */ }
-    this.engine?.destroy();
-    this.engine = null;
+    this.link?.close();
+    this.tools.dispose();
+    this.layers?.dispose();
+    this.views?.dispose();
+    this.views = null;
     releaseAll();
     studio.ready = false;
     studio.viewer = undefined;
   }
 }
-
-function segmentationBrushSize(toolGroupId: string, size: number): void {
-  toolUtilities.segmentation.setBrushSizeForToolGroup(toolGroupId, size);
-}
-

@@ -9,15 +9,21 @@ from .harness import Api, Reader, StudioServer, launch
 
 
 @pytest.fixture(scope="session")
-def studio_server(tmp_path_factory):
+def studio_process(tmp_path_factory):
+    """The running server itself (for `manage.py` commands against its database)."""
     server = StudioServer(tmp_path_factory.mktemp("e2e"))
     try:
         server.prepare()
-        url = server.start()
+        server.start()
     except RuntimeError as error:
         pytest.fail(str(error))
-    yield url
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def studio_server(studio_process):
+    return studio_process.url
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,8 @@
 annotation through the REST API, and see the accepted mask appear live in a reviewer's open viewer.
 
 Headless Chromium against the production build served by daphne (fixtures: conftest.py). The lesion is
-one of Phantom A's, known from regenerating the deterministic phantom; the engine is the project's
-default (threshold: 41 % SUVmax isocontour, which always honours clicked voxels).
+one of Phantom A's, known from regenerating the deterministic phantom; the engine is threshold (41 % SUVmax
+isocontour, which always honours clicked voxels), chosen in the viewer's toolbar.
 """
 
 from __future__ import annotations
@@ -75,6 +75,10 @@ def test_click_correct_accept_and_live_broadcast(reader, api):
     page = annotator.page
     page.locator("#labels button", has_text="lesion").click()
     assert page.locator("#labels button.active", has_text="lesion").count() == 1
+    # The classical engine, chosen in the toolbar among the project's allowed engines: its 41 % isocontour
+    # always honours clicked voxels, which the negative-click step below relies on.
+    page.wait_for_function("() => document.querySelectorAll('#engine option').length > 0")
+    page.select_option("#engine", "threshold")
     annotator.go_to_voxel(centre)
 
     # --- before: no overlay near the lesion

@@ -45,3 +45,43 @@ class SeedDemoScanTestCase(TestCase):
             self.assertEqual(scan.status, ScanStatus.READY, scan.status_message)
             self.assertEqual(scan.pet.units, "SUVbw")
             self.assertIsNotNone(scan.ct)
+
+
+class SeedDemoKeepsChangesTestCase(TestCase):
+    def test_it_keeps_roles_passwords_and_engines_users_changed(self):
+        call_command("seed_demo", "--skip-scan", stdout=StringIO())
+        project = Project.objects.get(name=DEMO_PROJECT)
+        membership = Membership.objects.get(project=project, user__username="annotator2")
+        membership.set_roles(["annotator", "reviewer"])
+        membership.save()
+        user = membership.user
+        user.set_password("a-new-secret-pass")
+        user.save()
+        project.default_engine, project.allowed_engines = "threshold", ["threshold"]
+        project.save()
+        Label.objects.filter(project=project, name="heart").update(color="#000000")
+
+        call_command("seed_demo", "--skip-scan", stdout=StringIO())
+
+        membership.refresh_from_db()
+        project.refresh_from_db()
+        self.assertEqual(membership.roles, ["annotator", "reviewer"])
+        self.assertIsNotNone(authenticate(username="annotator2", password="a-new-secret-pass"))
+        self.assertEqual((project.default_engine, project.allowed_engines), ("threshold", ["threshold"]))
+        self.assertEqual(Label.objects.get(project=project, name="heart").color, "#000000")
+
+    def test_it_creates_what_is_missing(self):
+        call_command("seed_demo", "--skip-scan", stdout=StringIO())
+        Membership.objects.filter(user__username="reviewer").delete()
+        call_command("seed_demo", "--skip-scan", stdout=StringIO())
+        self.assertEqual(Membership.objects.get(user__username="reviewer").roles, ["reviewer"])
+
+    def test_the_demo_project_uses_the_demo_model_when_its_weights_are_here(self):
+        from worker.engines.registry import demo_availability
+
+        call_command("seed_demo", "--skip-scan", stdout=StringIO())
+        project = Project.objects.get(name=DEMO_PROJECT)
+        expected = "seganypet-demo" if demo_availability().available else "threshold"
+        self.assertEqual(project.default_engine, expected)
+        self.assertIn(expected, project.allowed_engines)
+        self.assertIn("threshold", project.allowed_engines)

@@ -149,13 +149,14 @@ def test_nifti_upload_in_suv_with_labels(world, small_phantom, django_capture_on
     client = client_for(world["manager"])
     affine = small_phantom.pet_affine
     response = run_upload(django_capture_on_commit_callbacks, client, world["project"].pk, {
-        "pet": nifti_file("pet.nii.gz", small_phantom.suv, affine), "pet_units": "SUV",
+        "pet": nifti_file("pet.nii.gz", small_phantom.suv, affine), "pet_units": "SUVbw",
         # The project's label set has liver = 1; the phantom's liver is 3.
         "labels": nifti_file("labels.nii.gz", np.where(small_phantom.labels == 3, 1, 0).astype(np.uint8), affine),
     })
     assert response.status_code == 202, response.content
     scan = Scan.objects.get(pk=response.json()["id"])
     assert scan.status == ScanStatus.READY, scan.status_message
+    assert client.get(f"/api/projects/{world['project'].pk}/scans/{scan.pk}/").json()["series"][0]["units"] == "SUVbw"
     volume = storage.read_volume(scan.pet.volume_file, scan.pet.sha256)
     np.testing.assert_allclose(volume.array, small_phantom.suv, rtol=1e-6)
     np.testing.assert_allclose(volume.affine, small_phantom.pet_affine, atol=1e-4)

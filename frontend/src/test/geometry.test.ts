@@ -96,7 +96,7 @@ describe("mask decoding into a labelmap", () => {
     const lm = Uint8Array.from([0, 1, 1, 2, 0]);
     const suv = Float32Array.from([9, 2, 4, 7, 1]);
     const stats = segmentStatistics(lm, suv, 0.064);
-    expect(stats.get(1)).toEqual({ voxels: 2, volumeMl: 0.128, suvMax: 4, suvMean: 3 });
+    expect(stats.get(1)).toEqual({ voxels: 2, volumeMl: 0.128, suvMax: 4, suvMean: 3, maxAt: 2 });
     expect(stats.get(2)!.suvMax).toBe(7);
   });
 });

@@ -1,4 +1,5 @@
-"""Create (or bring back to its known state) the demo project and demo users. Idempotent."""
+"""Create what is missing of the demo project, its labels, users and scans. Idempotent, and never overwrites what
+users changed since (roles, passwords, labels, the project's engines): `make run` runs it on every start."""
 
 import tempfile
 from pathlib import Path
@@ -58,22 +59,32 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, **options) -> None:
-        project, _ = Project.objects.get_or_create(
+        from worker.engines.registry import available_engines  # torch-free listing
+
+        runnable = [e["name"] for e in available_engines() if e["available"]]
+        # The demo model when its weights are here (make run preloads it), else the classical engine.
+        default = "seganypet-demo" if "seganypet-demo" in runnable else "threshold"
+        project, created = Project.objects.get_or_create(
             name=DEMO_PROJECT,
-            defaults={"description": "Synthetic phantoms for trying SegAnyPET Studio. Not patient data."},
+            defaults={"description": "Synthetic phantoms for trying SegAnyPET Studio. Not patient data.",
+                      "default_engine": default, "allowed_engines": runnable or [default]},
         )
-        for name, value, color, kind in DEMO_LABELS:
-            Label.objects.update_or_create(project=project, value=value, defaults={"name": name, "color": color, "kind": kind})
+        if created:
+            for name, value, color, kind in DEMO_LABELS:
+                Label.objects.get_or_create(project=project, value=value,
+                                            defaults={"name": name, "color": color, "kind": kind})
         User = get_user_model()
         for username, (password, roles, is_staff) in DEMO_USERS.items():
-            user, _ = User.objects.get_or_create(username=username)
-            user.set_password(password)
-            user.is_staff = is_staff
-            user.is_superuser = is_staff
-            user.save()
-            membership, _ = Membership.objects.get_or_create(project=project, user=user)
-            membership.set_roles(roles)
-            membership.save()
+            user, user_created = User.objects.get_or_create(username=username)
+            if user_created:
+                user.set_password(password)
+                user.is_staff = is_staff
+                user.is_superuser = is_staff
+                user.save()
+            membership, membership_created = Membership.objects.get_or_create(project=project, user=user)
+            if membership_created:
+                membership.set_roles(roles)
+                membership.save()
         self._ensure_demo_scans(project, options.get("skip_scan", False))
         self.stdout.write(self.style.SUCCESS(f"Demo project: {project.name} (id {project.pk})"))
         self.stdout.write("Demo users (username / password / roles):")
