@@ -56,6 +56,7 @@ class Case:
     label: str  # e.g. "kidney_left", "lesion"
     group: str  # reporting group, e.g. "kidneys", "lesions"
     session_key: str  # identifies the volume, for engines that cache per image
+    kind: str | None = None  # "lesion" / "organ", as the app passes its label's kind (None: not known)
 
 
 @dataclass
@@ -218,6 +219,7 @@ def simulate_clicks(engine: Engine, case: Case, n_clicks: int = 5) -> CaseResult
             Prompts(points=tuple(points)),
             previous_mask=prediction,
             session_key=case.session_key,
+            kind=case.kind,
         )
         result.latency_ms.append(1000.0 * (time.perf_counter() - started))
         prediction = output.mask.astype(bool, copy=False)
@@ -355,6 +357,7 @@ def cases_from_phantom(
                     name,
                     organ_group or group_of(name),
                     session_key,
+                    "organ",
                 )
             )
     if include_lesions:
@@ -365,5 +368,5 @@ def cases_from_phantom(
             if int(target.sum()) >= min_voxels:
                 case_id = f"{session_key}/lesion-{int(value)}"
                 group = (lesion_groups or {}).get(int(value), LESION_GROUP)
-                cases.append(Case(case_id, volume, spacing, target, "lesion", group, session_key))
+                cases.append(Case(case_id, volume, spacing, target, "lesion", group, session_key, "lesion"))
     return cases

@@ -49,7 +49,7 @@ class RecordingEngine:
         self.timings = timings or {}
         self.calls: list[tuple[Prompts, np.ndarray | None, str | None]] = []
 
-    def segment(self, volume, spacing, prompts, previous_mask=None, session_key=None) -> SegmentationResult:
+    def segment(self, volume, spacing, prompts, previous_mask=None, session_key=None, *, kind=None) -> SegmentationResult:
         self.calls.append((prompts, None if previous_mask is None else previous_mask.copy(), session_key))
         mask = self.masks[min(len(self.calls), len(self.masks)) - 1]
         return SegmentationResult(mask=mask.copy(), score=0.5, timings_ms=dict(self.timings))
@@ -61,7 +61,7 @@ class PerfectEngine:
     def __init__(self, target: np.ndarray) -> None:
         self.target = target
 
-    def segment(self, volume, spacing, prompts, previous_mask=None, session_key=None) -> SegmentationResult:
+    def segment(self, volume, spacing, prompts, previous_mask=None, session_key=None, *, kind=None) -> SegmentationResult:
         return SegmentationResult(mask=self.target.copy(), score=1.0)
 
 
