@@ -75,7 +75,7 @@ export class Display {
     } else {
       const warning = this.$("units-warning");
       warning.hidden = false;
-      warning.textContent = `Warning: this PET is in ${this.petSeries.units || "unknown units"}, not SUVbw — SUV presets and SUV statistics are unavailable; values shown are raw.`;
+      warning.textContent = `Warning: this PET is in ${this.petSeries.units || "unknown units"}, not SUV — the SUV unit switch, SUV presets and SUV statistics are unavailable; values shown are raw.`;
     }
     const ct = this.$("ct-presets");
     if (this.ctVolumeId) {

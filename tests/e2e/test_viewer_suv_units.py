@@ -4,7 +4,8 @@ Phantom A is a DICOM series whose header has the patient's sex, height and weigh
 it as SUVbw with an SUL multiplier (Janmahasatian lean body mass / body weight). With the mouse on a
 lesion's centre voxel the cursor readout must show the served volume's value there, then that value ×
 the series API's SUL multiplier once SUL is chosen; the PET window keeps the image (the same range on the
-voxels) and reads it in SUL, and a preset is then defined in SUL.
+voxels) and reads it in SUL, and a preset is then defined in SUL. The segment table's SUV values, live
+and saved (the statistics API's by_type), are in SUL too.
 """
 
 from __future__ import annotations
@@ -92,5 +93,39 @@ def test_unit_switch_scales_the_cursor_readout_and_the_window(reader, api):
     # Back to the stored type: the stored numbers again.
     select.select_option("SUVbw")
     assert annotator.studio("s.cursor.value") == pytest.approx(stored, rel=1e-5)
+
+    # The segment table: a mask's SUVmax, SUVmean and TLG follow the unit; its volume does not.
+    page.locator("#labels button", has_text="lesion").click()
+    page.mouse.click(x, y)
+    page.wait_for_function("() => (window.__studio.masksDrawn || 0) > 0 && window.__studio.pendingPrompts === 0",
+                           timeout=120_000)
+    page.wait_for_function("() => (window.__studio.segmentRows || []).some((r) => r.live)", timeout=10_000)
+    row_bw = annotator.studio("s.segmentRows.find((r) => r.live)")
+    assert row_bw["unit"] == "SUVbw" and row_bw["suvMax"] >= stored - 1e-4
+    select.select_option("SUL")
+    row_sul = annotator.studio("s.segmentRows.find((r) => r.live)")
+    assert row_sul["unit"] == "SUL" and row_sul["ml"] == row_bw["ml"]
+    for key in ("suvMax", "suvMean", "tlg"):
+        assert row_sul[key] == pytest.approx(row_bw[key] * sul, rel=1e-6), key
+    assert f"{row_sul['suvMax']:.2f}" in page.locator("#segments").inner_text()
+
+    # Saved: the table shows the statistics API's values of the chosen type (by_type), SUVpeak included.
+    page.locator("[data-cmd=accept]").click()
+    page.wait_for_function("() => window.__studio.lastAccepted", timeout=60_000)
+    annotation = annotator.studio("s.lastAccepted.annotation")
+    page.wait_for_function("() => (window.__studio.segmentRows || []).some((r) => !r.live)", timeout=60_000)
+    rows = manager.list(f"/api/projects/{project['id']}/statistics/?annotation={annotation}")
+    objects = {o["id"]: o for o in rows[0]["objects"]}
+    saved = annotator.studio("s.segmentRows.filter((r) => !r.live)")
+    assert saved and all(r["unit"] == "SUL" for r in saved)
+    for row in saved:
+        api_row = objects[row["object"]]
+        assert api_row["units"] == "SUVbw"
+        for key, api_key in (("suvMax", "suv_max"), ("suvMean", "suv_mean"), ("suvPeak", "suv_peak"), ("tlg", "tlg")):
+            assert row[key] == pytest.approx(api_row["by_type"]["SUL"][api_key]), key
+            assert row[key] == pytest.approx(api_row[api_key] * sul, rel=1e-4), key
+    select.select_option("SUVbw")
+    for row in annotator.studio("s.segmentRows.filter((r) => !r.live)"):
+        assert row["unit"] == "SUVbw" and row["suvPeak"] == pytest.approx(objects[row["object"]]["suv_peak"])
     page_errors = [e for e in annotator.errors if e.startswith("pageerror")]
     assert not page_errors, page_errors
