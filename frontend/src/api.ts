@@ -11,6 +11,8 @@ export interface ObjectStats {
   id: number; label: number | null; label_name: string; label_value: number | null; kind: string; voxels: number; volume_ml: number;
   suv_max: number; suv_mean: number; suv_peak: number; mtv_ml: number; tlg: number; suv_max_index: [number, number, number];
   suv_peak_index: [number, number, number]; hu_mean: number | null;
+  /** the SUV type suv_max/mean/peak and tlg are in, and the same values in every other available type */
+  units?: string; by_type?: Record<string, { suv_max: number; suv_mean: number; suv_peak: number; tlg: number }>;
 }
 export interface VersionStats { id: number; annotation: number; version: number; version_number: number; status: string; message: string; units: string; objects: ObjectStats[] }
 export interface ExportJob {
@@ -21,6 +23,12 @@ export interface Label { id: number; name: string; value: number; color: string;
 export interface Series {
   id: number; modality: string; shape: Vec3; spacing: Vec3; affine: Mat4; units: string; raw_units: string;
   suv: Record<string, unknown> | null; description: string;
+  /** the SUV type the voxels are stored in ("" when they are not SUV) and every type a reader may choose */
+  suv_type?: string; suv_types?: SuvTypeInfo[];
+}
+/** One SUV type of a PET series: display value = stored voxel value × multiplier, or why it is unavailable. */
+export interface SuvTypeInfo {
+  type: string; label: string; units: string; stored: boolean; available: boolean; multiplier: number | null; reason: string | null;
 }
 export interface Scan {
   id: number; project: number; name: string; status: string; status_message: string; tracer: string;

@@ -5,7 +5,7 @@
 
 export type Action =
   | "undo" | "redo" | "reset" | "accept" | "mode-prompt" | "mode-brush" | "mode-eraser" | "mode-navigate"
-  | "next-suv" | "next-colormap" | "fusion" | "visibility" | "brush-smaller" | "brush-larger" | "help" | "close"
+  | "next-suv" | "next-unit" | "next-colormap" | "fusion" | "visibility" | "brush-smaller" | "brush-larger" | "help" | "close"
   | "slice-up" | "slice-down";
 
 interface Shortcut {
@@ -37,6 +37,7 @@ export const SHORTCUTS: Shortcut[] = [
   { keys: "R", text: "reset the active label's prompts", match: plain("r", "R"), action: "reset" },
   { keys: "Enter", text: "accept: save the mask as an object", match: plain("Enter"), action: "accept" },
   { keys: "W", text: "next SUV window preset", match: plain("w", "W"), action: "next-suv" },
+  { keys: "U", text: "next SUV unit (SUVbw, SUL, ...): every number follows", match: plain("u", "U"), action: "next-unit" },
   { keys: "C", text: "next colour map", match: plain("c", "C"), action: "next-colormap" },
   { keys: "F", text: "PET/CT fusion on / off", match: plain("f", "F"), action: "fusion" },
   { keys: "V", text: "show / hide the active label's unsaved mask", match: plain("v", "V"), action: "visibility" },

@@ -99,7 +99,8 @@ export interface SegmentTableActions {
 /** One row per saved object and per unsaved label mask: ml, SUVmax/mean/peak, TLG; click to jump. */
 export function renderSegmentTable(table: HTMLElement, totals: HTMLElement, rows: SegmentRow[], labels: Label[], unit: string,
   actions: SegmentTableActions, emptyText: string): void {
-  table.innerHTML = `<tr><th></th><th>object</th><th>ml</th><th>${unit}max</th><th>${unit}mean</th><th>${unit}peak</th><th>TLG</th><th></th></tr>` +
+  const u = escapeHtml(unit);
+  table.innerHTML = `<tr><th></th><th>object</th><th>ml</th><th>${u} max</th><th>${u} mean</th><th>${u} peak</th><th title="${u} mean × ml">TLG</th><th></th></tr>` +
     (rows.length ? "" : `<tr><td colspan="8" class="muted">${emptyText}</td></tr>`);
   for (const row of rows) {
     const hidden = actions.isHidden(row);
@@ -126,8 +127,8 @@ export function renderSegmentTable(table: HTMLElement, totals: HTMLElement, rows
     table.append(tr);
   }
   const sum = lesionTotals(rows, labels);
-  totals.textContent = sum.count ? `Saved lesions: ${sum.count}, MTV ${sum.mtv.toFixed(1)} ml, TLG ${sum.tlg.toFixed(1)}` : "";
-  studio.segmentRows = rows.map((r) => ({ object: r.objectId, label: r.labelName, live: r.live, ml: r.ml, suvPeak: r.suvPeak, tlg: r.tlg }));
+  totals.textContent = sum.count ? `Saved lesions: ${sum.count}, MTV ${sum.mtv.toFixed(1)} ml, TLG ${sum.tlg.toFixed(1)} (${unit})` : "";
+  studio.segmentRows = rows.map((r) => ({ object: r.objectId, label: r.labelName, live: r.live, ml: r.ml, suvMax: r.suvMax, suvMean: r.suvMean, suvPeak: r.suvPeak, tlg: r.tlg, unit }));
 }
 
 export function renderPresence(ul: HTMLElement, m: ServerMessage): void {

@@ -23,6 +23,7 @@ import { cropMask, type DecodedMask, type Index3, type ServerMessage } from "./p
 import { PromptSessions, type Prompt } from "./prompt-session";
 import { el, escapeHtml, studio, toast } from "./ui";
 import { voxelOf } from "./registration";
+import { formatReading, objectInUnit, segmentInUnit, suvTypes, toDisplay } from "./units";
 import { MIP, VIEWPORTS, Viewports } from "./viewports";
 
 export class Viewer {
@@ -51,7 +52,6 @@ export class Viewer {
   private saved!: SavedWork;
   private disposers: (() => void)[] = [];
   private statsTimer: ReturnType<typeof setTimeout> | null = null;
-  private isSuv = true;
 
   constructor(
     private root: HTMLElement,
@@ -107,7 +107,6 @@ export class Viewer {
     if (!pet) throw new Error("This scan has no PET series.");
     if (this.scan.status !== "ready") throw new Error(`The scan is not ready (status: ${this.scan.status}).`);
     this.petSeries = pet;
-    this.isSuv = pet.units === "SUVbw";
     const hasCt = this.scan.series.some((s) => s.modality === "CT");
     const base = `${projectPath(this.project.id)}/scans/${this.scan.id}`;
     const [labels, me] = await Promise.all([
@@ -161,7 +160,11 @@ export class Viewer {
     this.bindPointer();
     if (!this.options.review) this.bindStrokes();
     this.bindKeys();
-    this.display = new Display(this.root, () => this.engine, this.petVolumeId, this.ctVolumeId, this.petSeries, this.pet.data, this.isSuv);
+    this.display = new Display(this.root, () => this.engine, this.petVolumeId, this.ctVolumeId, this.petSeries, this.pet.data, suvTypes(pet));
+    this.display.onUnitChange(() => {
+      this.renderSegments();
+      if (this.lastCursor) this.showCursor(this.lastCursor);
+    });
     this.buildControls();
     this.display.apply(false);
     this.$("loading").hidden = true;
@@ -282,8 +285,12 @@ export class Viewer {
     const [, nr, nc] = this.pet.shape;
     const live = new Map([...this.stats].filter(([value]) => this.dirty.has(value)).map(([value, st]) =>
       [value, { ...st, target: [Math.floor(st.maxAt / (nr * nc)), Math.floor(st.maxAt / nc) % nr, st.maxAt % nc] as [number, number, number] }]));
-    const rows = segmentRows(this.savedRows, live, this.labels, this.edited);
-    renderSegmentTable(this.$("segments"), this.$("totals"), rows, this.labels, this.isSuv ? "SUV" : this.petSeries.units || "raw", {
+    // SUV values follow the reader's unit; volumes do not depend on it.
+    const unit = this.display?.unit ?? null;
+    const saved = unit ? this.savedRows.map((o) => objectInUnit(o, unit)) : this.savedRows;
+    const shown = unit ? new Map([...live].map(([value, st]) => [value, segmentInUnit(st, unit)])) : live;
+    const rows = segmentRows(saved, shown, this.labels, this.edited);
+    renderSegmentTable(this.$("segments"), this.$("totals"), rows, this.labels, unit?.name ?? (this.petSeries.units || "raw"), {
       isHidden: (row) => (row.live ? this.hidden.has(row.labelValue ?? -1) : this.hiddenObjects.has(row.objectId ?? -1)),
       toggle: (row) => (row.live ? this.toggleVisibility(row.labelValue!) : this.toggleObject(row.objectId!)),
       discard: this.options.review ? undefined : (row) => {
@@ -367,14 +374,25 @@ export class Viewer {
     const { world, voxel } = this.views!.pickClient(id, clientX, clientY);
     const cursor = this.$("cursor");
     if (!voxel || id === MIP) {
+      this.lastCursor = null;
       cursor.textContent = id === MIP ? "MIP (projection; double-click jumps to the hottest voxel)" : "outside the scan";
       studio.cursor = null;
       return;
     }
-    const value = this.suvAt(voxel);
-    const unit = this.isSuv ? "SUV" : this.petSeries.units || "raw";
-    cursor.innerHTML = `<b>${unit} ${value.toFixed(2)}</b><br>voxel [${voxel.join(", ")}]<br>${world.map((x) => x.toFixed(1)).join(", ")} mm (LPS)`;
-    studio.cursor = { voxel, value, viewport: id };
+    this.showCursor({ id, voxel: voxel as Vec3, world: world as Vec3 });
+  }
+
+  private lastCursor: { id: string; voxel: Vec3; world: Vec3 } | null = null;
+
+  /** The value under the cursor in the chosen SUV unit (stored voxel value × its multiplier). */
+  private showCursor(at: { id: string; voxel: Vec3; world: Vec3 }): void {
+    this.lastCursor = at;
+    const { id, voxel, world } = at;
+    const stored = this.suvAt(voxel);
+    const unit = this.display?.unit ?? null;
+    const value = unit ? toDisplay(stored, unit) : stored;
+    this.$("cursor").innerHTML = `<b>${escapeHtml(formatReading(stored, unit, this.petSeries.units || "raw"))}</b><br>voxel [${voxel.join(", ")}]<br>${world.map((x) => x.toFixed(1)).join(", ")} mm (LPS)`;
+    studio.cursor = { voxel, value, stored, unit: unit?.name ?? (this.petSeries.units || "raw"), viewport: id };
   }
 
   private bindPointer(): void {
@@ -577,7 +595,7 @@ export class Viewer {
     return this.views!.canvasReport();
   }
 
-  /** PET value of a voxel [slice,row,col] in the displayed units. */
+  /** PET value of a voxel [slice,row,col] as stored (the chosen unit's multiplier not applied). */
   valueAt(index: Vec3): number {
     return this.suvAt(index);
   }
@@ -659,6 +677,7 @@ export class Viewer {
         break;
       case "undo": case "redo": case "reset": case "accept": this.command(action); break;
       case "next-suv": this.display.nextSuvPreset(); break;
+      case "next-unit": this.display.nextUnit(); break;
       case "next-colormap": this.display.nextColormap(); break;
       case "fusion": this.display.toggleFusion(); break;
       case "visibility": if (this.activeLabel) this.toggleVisibility(this.activeLabel.value); break;

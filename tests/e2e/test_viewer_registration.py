@@ -32,7 +32,7 @@ def _pet_volume(api, project_id: int, scan_id: int) -> np.ndarray:
 
 
 def _phantom_truth() -> np.ndarray:
-    from backend.imaging.phantom import make_phantom
+    from worker.phantoms import make_phantom
 
     from .harness import PHANTOM_A_ARGS
 
