@@ -30,7 +30,7 @@ PHANTOM_B = "Phantom B, FDG feet-first (synthetic)"
 @lru_cache(maxsize=1)
 def phantom_b_lesions() -> list[dict]:
     """Phantom B's two largest lesions: world centre (LPS mm) and size (seed_demo's arguments)."""
-    from backend.imaging.phantom import make_phantom
+    from worker.phantoms import make_phantom
 
     phantom = make_phantom(seed=2027, tracer="FDG", shape=(220, 128, 128), spacing=(4.0, 4.0, 4.0), n_lesions=4,
                            feet_first=True)
