@@ -113,9 +113,14 @@ def test_unit_switch_scales_the_cursor_readout_and_the_window(reader, api):
     page.locator("[data-cmd=accept]").click()
     page.wait_for_function("() => window.__studio.lastAccepted", timeout=60_000)
     annotation = annotator.studio("s.lastAccepted.annotation")
-    page.wait_for_function("() => (window.__studio.segmentRows || []).some((r) => !r.live)", timeout=60_000)
+    version = annotator.studio("s.lastAccepted.version")
+    # Wait for the table to show the version just saved (it holds the new object), not rows loaded before.
+    page.wait_for_function("() => (window.__studio.segmentRows || []).some((r) => !r.live && "
+                           "r.object === window.__studio.lastAccepted.object)", timeout=60_000)
     rows = manager.list(f"/api/projects/{project['id']}/statistics/?annotation={annotation}")
-    objects = {o["id"]: o for o in rows[0]["objects"]}
+    # Other browser tests may have saved objects on this scan before: compare with the version just saved.
+    current = next(row for row in rows if row["version"] == version)
+    objects = {o["id"]: o for o in current["objects"]}
     saved = annotator.studio("s.segmentRows.filter((r) => !r.live)")
     assert saved and all(r["unit"] == "SUL" for r in saved)
     for row in saved:
