@@ -20,7 +20,7 @@ from backend.health.observability import PROMPT_ROUND_TRIP
 from backend.imaging.models import Scan
 from backend.projects.access import membership_for
 from backend.projects.api_base import ANY_MEMBER
-from backend.projects.models import Label, Role
+from backend.projects.models import Role
 
 from . import dispatch, presence, protocol, sessions
 from .events import member_group, scan_group
@@ -57,10 +57,6 @@ def _load_scan_for(user, scan_id: int):
         return scan, membership_for(user, scan.project_id)
     except Exception:
         return None, None
-
-
-def _label_archived(project_id: int, label_id: int) -> bool:
-    return Label.objects.filter(project_id=project_id, pk=label_id, archived=True).exists()
 
 
 class ScanConsumer(AsyncWebsocketConsumer):
@@ -183,9 +179,6 @@ class ScanConsumer(AsyncWebsocketConsumer):
             await self.send_json({"type": "session.closed", "session": message.session})
 
     async def open_session(self, message: protocol.Message) -> None:
-        if await database_sync_to_async(_label_archived)(self.scan.project_id, message.data["label"]):
-            raise protocol.ProtocolError("label_archived", "This label is archived: objects that have it keep it, "
-                                         "new ones cannot take it.", message.seq)
         session, resumed = await database_sync_to_async(sessions.open_session)(
             self.scan, self.scope["user"], message.data["label"], message.data["engine"], message.data["annotation"])
         self.sessions_used.add(str(session.pk))

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 from django.db import transaction
@@ -86,6 +86,9 @@ def open_session(scan: Scan, user, label_id: int, engine: str | None, annotation
     label = Label.objects.filter(pk=label_id, project_id=scan.project_id).first()
     if label is None:
         raise SessionError("not_found", f"Label {label_id} is not in this project's label set.")
+    if label.archived:
+        raise SessionError("label_archived", "This label is archived: objects that have it keep it, "
+                                             "new ones cannot take it.")
     annotation = None
     if annotation_id is not None:
         annotation = Annotation.objects.filter(pk=annotation_id, scan=scan, annotator=user).first()
@@ -155,7 +158,7 @@ class PetInfo:
     shape: tuple[int, int, int]
     affine: tuple[tuple[float, ...], ...]  # stored index -> LPS mm
 
-    @property
+    @cached_property  # once per scan and process: pet_info itself is cached
     def canonical(self) -> Canonical:
         return Canonical.from_lps_affine(np.asarray(self.affine), self.shape)
 
