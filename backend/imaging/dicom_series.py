@@ -34,9 +34,10 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from worker.nifti_layout import LPS_TO_RAS
+
 from .suv import SuvHeader, suv_header_from_dataset
 
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 # Files above this size keep their pixel data on disk until a series is actually loaded.
 DEFER_PIXELS_ABOVE = "64 KB"

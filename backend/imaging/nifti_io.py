@@ -26,13 +26,14 @@ import nibabel as nib
 import numpy as np
 from isal import igzip
 
-from .dicom_series import LPS_TO_RAS, apply_affine
+from worker.nifti_layout import AXIS_REVERSAL, LPS_TO_RAS, nifti_image
+
+from .dicom_series import apply_affine
 
 VolumeKind = Literal["image", "label"]
 AffineSpace = Literal["LPS", "RAS"]
 
 # Our (slice, row, col) order is nibabel's (i, j, k) reversed; the permutation is its own inverse.
-_AXIS_REVERSAL = [2, 1, 0, 3]
 
 
 class NiftiError(ValueError):
@@ -64,12 +65,12 @@ class NiftiVolume:
 
 def to_nibabel_layout(array: np.ndarray, affine_lps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Our (array[slice,row,col], LPS affine) → nibabel's (data[i,j,k], RAS affine)."""
-    return array.transpose(2, 1, 0), (LPS_TO_RAS @ affine_lps)[:, _AXIS_REVERSAL]
+    return array.transpose(2, 1, 0), (LPS_TO_RAS @ affine_lps)[:, AXIS_REVERSAL]
 
 
 def from_nibabel_layout(data: np.ndarray, affine_ras: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """nibabel's (data[i,j,k], RAS affine) → our (array[slice,row,col], LPS affine)."""
-    return data.transpose(2, 1, 0), LPS_TO_RAS @ affine_ras[:, _AXIS_REVERSAL]
+    return data.transpose(2, 1, 0), LPS_TO_RAS @ affine_ras[:, AXIS_REVERSAL]
 
 
 def _spacing(affine: np.ndarray) -> tuple[float, float, float]:
@@ -201,11 +202,6 @@ def read_nifti(source: str | Path | bytes, kind: VolumeKind = "image", *, max_vo
     return NiftiVolume(np.ascontiguousarray(array), affine, _spacing(affine), text.strip("\x00 "))
 
 
-def _is_orthogonal(matrix: np.ndarray) -> bool:
-    unit = matrix / np.linalg.norm(matrix, axis=0)
-    return bool(np.allclose(unit.T @ unit, np.eye(3), atol=1e-6))
-
-
 def build_nifti_image(
     array: np.ndarray,
     affine: np.ndarray,
@@ -228,21 +224,7 @@ def build_nifti_image(
         values = np.asarray(array).astype(dtype)
     else:
         values = np.asarray(array, dtype=np.int16 if np.asarray(array).dtype == np.int16 else np.float32)
-    data, affine_ras = to_nibabel_layout(values, affine_lps)
-    # The transposed view is Fortran-ordered, which is exactly the NIfTI byte layout: no copy.
-    image = nib.Nifti1Image(data, affine_ras)
-    image.header.set_data_dtype(values.dtype)
-    image.set_sform(affine_ras, code="scanner")
-    if _is_orthogonal(affine_ras[:3, :3]):
-        image.set_qform(affine_ras, code="scanner")
-    else:
-        # A sheared (gantry-tilt) affine has no quaternion form; readers then rely on the sform alone.
-        image.set_qform(None, code="unknown")
-    image.header.set_xyzt_units(xyz="mm")
-    if kind == "label":
-        image.header.set_intent("label")
-    image.header["descrip"] = description.encode("ascii", errors="replace")[:79]
-    return image
+    return nifti_image(values, affine_lps, label=kind == "label", description=description)
 
 
 def write_nifti(

@@ -17,8 +17,7 @@ import numpy as np
 from nibabel import orientations
 
 from worker.engines.base import Box, Point, Prompts
-
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+from worker.nifti_layout import LPS_TO_RAS
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,10 @@ from typing import Literal
 
 import numpy as np
 
-Orientation = Literal["axial", "oblique"]
-
 # LPS (DICOM patient frame) ↔ RAS (NIfTI world frame): x and y change sign; the matrix is its own inverse.
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+from worker.nifti_layout import LPS_TO_RAS  # noqa: F401  (re-exported with the phantom package)
 
+Orientation = Literal["axial", "oblique"]
 
 LABEL_NAMES: dict[int, str] = {
     1: "brain",

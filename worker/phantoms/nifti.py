@@ -1,8 +1,7 @@
 """NIfTI export of a phantom (PET, CT, ground-truth labels), written with nibabel directly.
 
-The files are what ``backend.imaging.nifti_io.write_nifti`` writes for the same arrays (that module is
-Django-side and worker/ may not import it): nibabel's ``data[i, j, k]`` is our ``[slice, row, col]``
-transposed, and its RAS affine is our LPS one flipped in x and y with the axes reversed.
+The files are what ``backend.imaging.nifti_io.write_nifti`` writes for the same arrays: both build the
+image with :func:`worker.nifti_layout.nifti_image`.
 """
 
 from __future__ import annotations
@@ -14,19 +13,10 @@ from typing import TYPE_CHECKING, Literal
 import nibabel as nib
 import numpy as np
 
-from worker.phantoms.anatomy import LPS_TO_RAS
+from worker.nifti_layout import nifti_image
 
 if TYPE_CHECKING:
     from worker.phantoms.phantom import Phantom
-
-# Our (slice, row, col) order is nibabel's (i, j, k) reversed; the permutation is its own inverse.
-_AXIS_REVERSAL = [2, 1, 0, 3]
-
-
-def _is_orthogonal(matrix: np.ndarray) -> bool:
-    unit = matrix / np.linalg.norm(matrix, axis=0)
-    return bool(np.allclose(unit.T @ unit, np.eye(3), atol=1e-6))
-
 
 def write_volume(
     path: str | Path, array: np.ndarray, affine_lps: np.ndarray, *, label: bool = False, description: str = ""
@@ -37,20 +27,7 @@ def write_volume(
         values = np.asarray(array).astype(dtype)
     else:
         values = np.asarray(array, dtype=np.float32)
-    affine_ras = (LPS_TO_RAS @ np.asarray(affine_lps, dtype=np.float64))[:, _AXIS_REVERSAL]
-    # The transposed view is Fortran-ordered, which is exactly the NIfTI byte layout: no copy.
-    image = nib.Nifti1Image(values.transpose(2, 1, 0), affine_ras)
-    image.header.set_data_dtype(values.dtype)
-    image.set_sform(affine_ras, code="scanner")
-    if _is_orthogonal(affine_ras[:3, :3]):
-        image.set_qform(affine_ras, code="scanner")
-    else:
-        # A sheared affine has no quaternion form; readers then rely on the sform alone.
-        image.set_qform(None, code="unknown")
-    image.header.set_xyzt_units(xyz="mm")
-    if label:
-        image.header.set_intent("label")
-    image.header["descrip"] = description.encode("ascii", errors="replace")[:79]
+    image = nifti_image(values, affine_lps, label=label, description=description)
     destination = Path(path)
     destination.parent.mkdir(parents=True, exist_ok=True)
     nib.save(image, str(destination))
