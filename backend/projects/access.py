@@ -25,3 +25,9 @@ def projects_visible_to(user: AbstractBaseUser | AnonymousUser):
     if not user.is_authenticated:
         return Project.objects.none()
     return Project.objects.filter(memberships__user=user).distinct()
+
+
+def project_by_key(key: str) -> Project | None:
+    """A project named on a command line: its id, or else its name."""
+    query = Project.objects.filter(pk=int(key)) if key.isdigit() else Project.objects.filter(name=key)
+    return query.first()

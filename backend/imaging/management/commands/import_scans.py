@@ -10,6 +10,7 @@ from tqdm import tqdm
 from backend.imaging.dicom_series import group_by_series, read_dicom_files, sorted_paths
 from backend.imaging.ingest import IngestError, all_or_nothing, plan_studies, store_dicom_study
 from backend.imaging.models import Scan, ScanStatus
+from backend.projects.access import project_by_key
 from backend.projects.models import Project
 
 
@@ -22,7 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--tracer", default="", help="tracer, when the headers do not name it")
 
     def handle(self, *args, path: Path, project: str, tracer: str, **options) -> None:
-        target = self._project(project)
+        target = _project(project)
         if not path.is_dir():
             raise CommandError(f"{path} is not a folder")
         files = sorted_paths(path)
@@ -46,9 +47,9 @@ class Command(BaseCommand):
         if failures:
             raise CommandError(f"{failures} of {len(plans)} studies failed; the others were imported.")
 
-    def _project(self, key: str) -> Project:
-        query = Project.objects.filter(pk=int(key)) if key.isdigit() else Project.objects.filter(name=key)
-        found = query.first()
-        if found is None:
-            raise CommandError(f"No project {key!r}.")
-        return found
+
+def _project(key: str) -> Project:
+    found = project_by_key(key)
+    if found is None:
+        raise CommandError(f"No project {key!r}.")
+    return found

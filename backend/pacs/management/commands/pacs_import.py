@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from backend.pacs.dicomweb import PacsError
 from backend.pacs.models import DicomWebSource, ImportStatus
 from backend.pacs.services import AlreadyImported, run_import, start_import
+from backend.projects.access import project_by_key
 from backend.projects.models import Project
 
 
@@ -24,7 +25,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, source: str, project: str, study: list[str], series: list[str], user: str,
                **options) -> None:
-        target = self._project(project)
+        target = _project(project)
         found = DicomWebSource.objects.filter(project=target, name=source).first()
         if found is None:
             names = ", ".join(target.dicomweb_sources.values_list("name", flat=True)) or "none"
@@ -53,9 +54,9 @@ class Command(BaseCommand):
         if failures:
             raise CommandError(f"{failures} of {len(study)} studies were not imported.")
 
-    def _project(self, key: str) -> Project:
-        query = Project.objects.filter(pk=int(key)) if key.isdigit() else Project.objects.filter(name=key)
-        found = query.first()
-        if found is None:
-            raise CommandError(f"No project {key!r}.")
-        return found
+
+def _project(key: str) -> Project:
+    found = project_by_key(key)
+    if found is None:
+        raise CommandError(f"No project {key!r}.")
+    return found
